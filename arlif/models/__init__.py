@@ -1,0 +1,62 @@
+"""Multi-step spiking networks: `create_model(name, ...)` for every architecture.
+
+Networks take [T, B, C, H, W] (event frames) or a static [B, C, H, W] image plus T
+(direct encoding: the first convolution runs once and is repeated) and return logits
+[T, B, K].  The same models are registered in timm as `arlif_<name>`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Optional
+
+from torch import nn
+
+from arlif.models.layers import BN_MODES
+from arlif.models.resnet import SpikingResNet18
+from arlif.models.vgg import HEADS, LAYOUTS, SpikingVGG
+from arlif.neurons import NEURONS, build_neuron
+
+MODELS = ("resnet18", *LAYOUTS)
+
+
+def create_model(name: str, *, num_classes: int, in_channels: int, image_size: int, neuron: str = "arlif",
+                 neuron_kwargs: Optional[dict] = None, dropout: float = 0.0, bn_mode: str = "per_step") -> nn.Module:
+    """Build architecture `name` with every spiking layer a fresh `neuron` (see arlif.neurons)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
+    if neuron not in NEURONS:
+        raise ValueError(f"unknown neuron {neuron!r}; choose one of {sorted(NEURONS)}")
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    make_neuron = partial(build_neuron, neuron, **(neuron_kwargs or {}))
+    if name == "resnet18":
+        return SpikingResNet18(num_classes, in_channels, make_neuron, dropout, bn_mode)
+    return SpikingVGG(LAYOUTS[name], HEADS[name], num_classes, in_channels, image_size, make_neuron, dropout, bn_mode)
+
+
+def _register_timm() -> None:
+    """Expose every architecture to `timm.create_model("arlif_<name>", ...)`."""
+    from timm.models import register_model
+
+    def entrypoint(name):
+        def build(pretrained: bool = False, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
+                  **kwargs):
+            if pretrained:
+                raise ValueError("arlif models have no pretrained weights")
+            for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+                kwargs.pop(key, None)
+            return create_model(name, num_classes=num_classes, in_channels=in_chans, image_size=img_size, **kwargs)
+
+        build.__name__ = f"arlif_{name}"
+        build.__doc__ = f"Spiking {name} from arlif (multi-step; see arlif.models.create_model)."
+        build.__module__ = __name__
+        return build
+
+    for name in MODELS:
+        register_model(entrypoint(name))
+
+
+_register_timm()
+
+__all__ = ["create_model", "MODELS"]
