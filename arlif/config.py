@@ -1,0 +1,94 @@
+"""Checks on a composed run config, done before any data is read or memory taken.
+
+Each bad value raises one ConfigError that names the key, what is wrong and the valid
+choices.  Values owned by a builder (loss, optimizer, scheduler, logger, device,
+precision) are checked where they are built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from arlif.errors import ConfigError
+from arlif.models import MODELS
+from arlif.models.layers import BN_MODES
+from arlif.neurons import BACKENDS, NEURONS
+from arlif.tracking import LOGGERS, WANDB_MODES
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+    """The config `python train.py <overrides>` would run with, built in Python (tests, notebooks)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def resolve(cfg: DictConfig) -> DictConfig:
+    """Resolve every interpolation now, turning a broken one into a ConfigError."""
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"the config cannot be resolved: {exc}") from exc
+    return cfg
+
+
+def _positive_int(cfg, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer")
+
+
+def _optional_positive_int(cfg, key: str) -> None:
+    if OmegaConf.select(cfg, key) is not None:
+        _positive_int(cfg, key)
+
+
+def _boolean(cfg, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+
+
+def _choice(cfg, key: str, choices) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is unknown; choose one of {sorted(choices)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the run config's shared keys (see conf/config.yaml)."""
+    for key in ("T", "batch_size", "trainer.epochs", "dataset.num_classes", "dataset.in_channels",
+                "dataset.image_size"):
+        _positive_int(cfg, key)
+    for key in ("trainer.limit_train_batches", "trainer.limit_test_batches"):
+        _optional_positive_int(cfg, key)
+    for key in ("trainer.deterministic", "trainer.progress_bar"):
+        _boolean(cfg, key)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
+    if isinstance(cfg.trainer.num_workers, bool) or not isinstance(cfg.trainer.num_workers, int) \
+            or cfg.trainer.num_workers < 0:
+        raise ConfigError(f"trainer.num_workers={cfg.trainer.num_workers!r} must be an integer >= 0")
+    _choice(cfg, "model.name", MODELS)
+    _choice(cfg, "neuron.name", NEURONS)
+    _choice(cfg, "model.bn_mode", BN_MODES)
+    _choice(cfg, "neuron.backend", BACKENDS)
+    if not 0.0 <= cfg.neuron.decay <= 1.0:
+        raise ConfigError(f"neuron.decay={cfg.neuron.decay} must lie in [0, 1]")
+    if cfg.neuron.surrogate_width <= 0:
+        raise ConfigError(f"neuron.surrogate_width={cfg.neuron.surrogate_width} must be > 0")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.model.dropout} must lie in [0, 1)")
+    _choice(cfg, "logger.name", LOGGERS)
+    if cfg.logger.name == "wandb":
+        _choice(cfg, "logger.mode", WANDB_MODES)
+    if not 0.0 <= cfg.dataset.val_fraction < 1.0:
+        raise ConfigError(f"dataset.val_fraction={cfg.dataset.val_fraction} must lie in [0, 1)")

@@ -1,0 +1,67 @@
+"""The training objective: TET cross-entropy per time step plus an MSE term on the logits.
+
+    L = tet_weight · (1/T) Σ_t CE(O_t, y)  +  mse_weight · MSE(O, Y)
+
+O are the logits [T, B, K]; the MSE averages over all T·B·K of them.  Y is either the
+constant φ (a regulariser pulling every logit towards φ) or the label as a one-hot
+vector.  The paper writes L = λ·L_TET + (1 − λ)·L_MSE, so its λ is `tet_weight` and
+`mse_weight` = 1 − λ.  Labels may be class indices [B] or soft targets [B, K] (mixup,
+cutmix); with soft targets the "one-hot" MSE target is the soft target itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arlif.errors import ConfigError
+
+MSE_TARGETS = ("constant", "onehot")
+
+
+class TETMSELoss(nn.Module):
+    """TET + MSE loss on multi-step logits; computed in fp32 whatever the logits' dtype."""
+
+    def __init__(self, tet_weight: float = 0.95, mse_weight: float = 0.05, mse_target: str = "constant",
+                 phi: float = 1.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.tet_weight = tet_weight
+        self.mse_weight = mse_weight
+        self.mse_target = mse_target
+        self.phi = phi
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        steps, batch, classes = logits.shape
+        logits = logits.float()
+        if target.dim() == 1:
+            probs = None
+            per_step_target = target.repeat(steps)
+        else:
+            probs = target.float()
+            per_step_target = probs.repeat(steps, 1)
+        # Every step has the same batch size, so one CE over the T·B rows is (1/T) Σ_t CE_t.
+        tet = F.cross_entropy(logits.reshape(steps * batch, classes), per_step_target,
+                              label_smoothing=self.label_smoothing)
+        if self.mse_target == "constant":
+            mse_target = torch.full_like(logits, self.phi)
+        else:
+            onehot = probs if probs is not None else F.one_hot(target, classes).float()
+            mse_target = onehot.expand(steps, batch, classes)
+        return self.tet_weight * tet + self.mse_weight * F.mse_loss(logits, mse_target)
+
+
+def build_loss(cfg) -> TETMSELoss:
+    """The loss named by `cfg.loss`, with its values checked."""
+    c = cfg.loss
+    if c.name != "tet_mse":
+        raise ConfigError(f"loss.name={c.name!r} is unknown; the only loss is 'tet_mse'")
+    if c.tet_weight < 0 or c.mse_weight < 0 or c.tet_weight + c.mse_weight == 0:
+        raise ConfigError(f"loss.tet_weight={c.tet_weight} and loss.mse_weight={c.mse_weight} must be >= 0 "
+                          "and not both 0")
+    if c.mse_target not in MSE_TARGETS:
+        raise ConfigError(f"loss.mse_target={c.mse_target!r} is not one of {list(MSE_TARGETS)}")
+    if not 0.0 <= c.label_smoothing < 1.0:
+        raise ConfigError(f"loss.label_smoothing={c.label_smoothing} must lie in [0, 1)")
+    return TETMSELoss(c.tet_weight, c.mse_weight, c.mse_target, c.phi, c.label_smoothing)

@@ -1,0 +1,45 @@
+"""Optimizer and learning-rate schedule from `cfg.optimizer` and `cfg.scheduler`.
+
+The published runs decay every parameter (batch-norm affine, biases and the neurons'
+α and β too); `optimizer.decay_all_params=false` exempts all 0-d and 1-d parameters,
+which are exactly those, as is usual elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.optim import param_groups_weight_decay
+from torch import nn
+
+from arlif.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("cosine",)
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW over the model's trainable parameters."""
+    c = cfg.optimizer
+    if c.name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name={c.name!r} is not one of {list(OPTIMIZERS)}")
+    if c.lr <= 0:
+        raise ConfigError(f"optimizer.lr={c.lr} must be > 0")
+    if c.weight_decay < 0:
+        raise ConfigError(f"optimizer.weight_decay={c.weight_decay} must be >= 0")
+    if c.decay_all_params:
+        params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": c.weight_decay}]
+    else:
+        params = param_groups_weight_decay(model, c.weight_decay)
+    if c.name == "sgd":
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov)
+    return torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine annealing stepped once per epoch, from the initial lr to `eta_min` over `t_max` epochs."""
+    c = cfg.scheduler
+    if c.name not in SCHEDULERS:
+        raise ConfigError(f"scheduler.name={c.name!r} is not one of {list(SCHEDULERS)}")
+    if c.t_max < 1:
+        raise ConfigError(f"scheduler.t_max={c.t_max} must be >= 1 (epochs)")
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.t_max, eta_min=c.eta_min)

@@ -1,0 +1,292 @@
+"""What `train.py` and `eval.py` do, as functions of a composed config and an output folder.
+
+`train` builds everything from the config (failing early on bad values), optionally
+resumes, runs the epochs and leaves in the run directory: config.yaml, metrics.jsonl
+(one line per epoch), summary.json, last.pt and best.pt.  `evaluate_checkpoint`
+rebuilds a run from a checkpoint's own config and writes eval.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, random_split
+
+from arlif.checkpoint import BEST, LAST, copy_checkpoint, find_resume_checkpoint, load_checkpoint, save_checkpoint
+from arlif.config import resolve, validate
+from arlif.data import DataBundle, build_data
+from arlif.energy import SynapticOpCounter
+from arlif.engine import Trainer, count_parameters, neuron_parameters
+from arlif.errors import CheckpointError, ConfigError
+from arlif.loss import build_loss
+from arlif.models import create_model
+from arlif.optim import build_optimizer, build_scheduler
+from arlif.runtime import (configure_determinism, is_main_process, resolve_device, resolve_precision, rng_state,
+                           seed_everything, set_rng_state)
+from arlif.tracking import RunRecorder, write_json
+
+log = logging.getLogger(__name__)
+
+# The held-out validation split does not move with `seed`, so seeds are compared on one split.
+VAL_SPLIT_SEED = 0
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The configured network, sized by the dataset config (no data needed)."""
+    n = cfg.neuron
+    return create_model(cfg.model.name, num_classes=cfg.dataset.num_classes, in_channels=cfg.dataset.in_channels,
+                        image_size=cfg.dataset.image_size, neuron=n.name,
+                        neuron_kwargs=dict(decay=n.decay, v_threshold=n.v_threshold,
+                                           surrogate_width=n.surrogate_width, backend=n.backend),
+                        dropout=cfg.model.dropout, bn_mode=cfg.model.bn_mode)
+
+
+def load_data(cfg: DictConfig) -> tuple[DataBundle, Dataset, Optional[Dataset]]:
+    """The dataset bundle plus (train, validation) sets; validation is None unless `dataset.val_fraction` > 0.
+
+    The validation images come out of the training set with its per-image augmentation
+    (batch mixing such as mixup is applied to training batches only).
+    """
+    bundle = build_data(cfg)
+    for key in ("num_classes", "in_channels", "image_size"):
+        if getattr(bundle, key) != cfg.dataset[key]:
+            raise ConfigError(f"dataset.{key}={cfg.dataset[key]} but the {cfg.dataset.name} data has "
+                              f"{getattr(bundle, key)}; fix conf/dataset/{cfg.dataset.name}.yaml")
+    fraction = cfg.dataset.val_fraction
+    if fraction == 0:
+        return bundle, bundle.train, None
+    n_val = round(len(bundle.train) * fraction)
+    if not 0 < n_val < len(bundle.train):
+        raise ConfigError(f"dataset.val_fraction={fraction} leaves no validation or no training samples "
+                          f"out of {len(bundle.train)}")
+    train, val = random_split(bundle.train, [len(bundle.train) - n_val, n_val],
+                              generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    return bundle, train, val
+
+
+def make_loader(dataset: Dataset, cfg: DictConfig, device: torch.device, train: bool,
+                generator: Optional[torch.Generator] = None) -> DataLoader:
+    """Training loaders shuffle with `generator` and drop the last partial batch (batch norm needs > 1 sample)."""
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=train, drop_last=train,
+                        num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda", generator=generator)
+    if len(loader) == 0:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(dataset)} "
+                          f"{'training' if train else 'test'} samples")
+    return loader
+
+
+def git_commit() -> Optional[str]:
+    """The code's git commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _restore(trainer: Trainer, scheduler, state: dict, path: Path) -> None:
+    try:
+        trainer.load_state_dict(state)
+        scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not match this run's model, neuron or optimizer: "
+                              f"{str(exc).splitlines()[0]}") from exc
+    set_rng_state(state["rng"])
+
+
+def _better(score: float, best: Optional[dict]) -> bool:
+    return best is None or score > best["acc"]
+
+
+class TrainingRun:
+    """One training run: everything is built (and checked) on construction, then `fit()` runs the epochs.
+
+    `progress` is the part of the run's state that is not a module's state dict; it goes
+    into every checkpoint and comes back on resume.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg = cfg = resolve(cfg)
+        validate(cfg)
+        self.run_dir = Path(run_dir)
+        device = resolve_device(cfg.trainer.device)
+        precision = resolve_precision(cfg.trainer.precision, device)
+        resume_path = find_resume_checkpoint(cfg.trainer.resume, self.run_dir)
+        state = load_checkpoint(resume_path) if resume_path else None
+
+        configure_determinism(cfg.trainer.deterministic)
+        seed_everything(cfg.seed)
+        model = build_model(cfg)
+        optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(optimizer, cfg)
+        loss_fn = build_loss(cfg)
+        bundle, train_set, val_set = load_data(cfg)
+        self.generator = torch.Generator()
+        self.train_loader = make_loader(train_set, cfg, device, train=True, generator=self.generator)
+        self.test_loader = make_loader(bundle.test, cfg, device, train=False)
+        self.val_loader = make_loader(val_set, cfg, device, train=False) if val_set is not None else None
+
+        model.to(device)  # parameters keep their identity, so the optimizer stays attached
+        self.trainer = Trainer(model, loss_fn, optimizer, device, precision, cfg.T, bundle.temporal,
+                               bundle.batch_transform, cfg.trainer.progress_bar, cfg.trainer.limit_train_batches,
+                               cfg.trainer.limit_test_batches)
+        self.progress = {"epoch": 0, "best": {"test": None, "val": None}, "last_test_acc": None,
+                         "wall_time_s": 0.0, "wandb_id": None}
+        if state is not None:
+            _restore(self.trainer, self.scheduler, state, resume_path)
+            self.progress = {k: state[k] for k in self.progress}
+            log.info("resuming from %s after epoch %d", resume_path, self.progress["epoch"])
+
+        self.recorder = RunRecorder(cfg, self.run_dir, self.progress["wandb_id"])
+        self.recorder.truncate_metrics(self.progress["epoch"])
+        self.progress["wandb_id"] = self.recorder.wandb_id
+        self.params = count_parameters(model)
+        self.git_commit = git_commit()
+        log.info("%s: %s with %s neurons, %.2fM parameters, T=%d, on %s in %s", cfg.experiment.name,
+                 cfg.model.name, cfg.neuron.name, self.params / 1e6, cfg.T, device, precision.name)
+
+    def summary(self) -> dict:
+        """summary.json: best and final accuracy (percent), progress and provenance."""
+        cfg, p = self.cfg, self.progress
+        best_test, best_val = p["best"]["test"] or {}, p["best"]["val"]
+        out = {"experiment": cfg.experiment.name, "dataset": cfg.dataset.name, "model": cfg.model.name,
+               "neuron": cfg.neuron.name, "T": cfg.T, "seed": cfg.seed, "test_acc_final": p["last_test_acc"],
+               "test_acc_best": best_test.get("acc"), "best_epoch": best_test.get("epoch"),
+               "epochs_completed": p["epoch"], "epochs": cfg.trainer.epochs,
+               "finished": p["epoch"] == cfg.trainer.epochs, "stop_reason": self.trainer.stop_reason,
+               "params": self.params, "wall_time_s": p["wall_time_s"], "git_commit": self.git_commit}
+        if best_val is not None:
+            out.update(val_acc_best=best_val["acc"], val_best_epoch=best_val["epoch"],
+                       test_acc_at_val_best=best_val["test_acc"])
+        return out
+
+    def run_epoch(self, epoch: int) -> Optional[dict]:
+        """Train and evaluate one epoch; returns its metrics, or None when a stop was requested."""
+        trainer = self.trainer
+        start = time.perf_counter()
+        self.generator.manual_seed(self.cfg.seed + epoch)  # the shuffle order depends on (seed, epoch) only
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        fit = trainer.train_epoch(self.train_loader, desc=f"epoch {epoch}/{self.cfg.trainer.epochs}")
+        if trainer.stop_reason is not None:
+            return None
+        test = trainer.evaluate(self.test_loader)
+        val = trainer.evaluate(self.val_loader, desc="val") if self.val_loader is not None else None
+        self.scheduler.step()
+        metrics = {"epoch": epoch, "lr": lr, "train_loss": fit["train_loss"], "train_acc": fit["train_acc"],
+                   "test_loss": test["loss"], "test_acc": test["acc"]}
+        if val is not None:
+            metrics.update(val_loss=val["loss"], val_acc=val["acc"])
+        metrics.update(epoch_time_s=time.perf_counter() - start, images_per_s=fit["images"] / fit["seconds"],
+                       firing_rate=test["firing_rate"], firing_rates=test["firing_rates"],
+                       **neuron_parameters(trainer.model))
+        return metrics
+
+    def record(self, metrics: dict, seconds: float) -> None:
+        """Update the best scores, then write the epoch's metrics, checkpoints and summary."""
+        epoch, best = metrics["epoch"], self.progress["best"]
+        test_best = _better(metrics["test_acc"], best["test"])
+        if test_best:
+            best["test"] = {"acc": metrics["test_acc"], "epoch": epoch}
+        val_best = "val_acc" in metrics and _better(metrics["val_acc"], best["val"])
+        if val_best:
+            best["val"] = {"acc": metrics["val_acc"], "epoch": epoch, "test_acc": metrics["test_acc"]}
+        self.progress.update(epoch=epoch, last_test_acc=metrics["test_acc"], wall_time_s=seconds)
+        self.recorder.log_epoch(metrics)  # before the checkpoint: a resume drops lines past its epoch
+        if is_main_process():
+            save_checkpoint({**self.trainer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                             "rng": rng_state(), "config": OmegaConf.to_container(self.cfg), **self.progress},
+                            self.run_dir / LAST)
+            if val_best if "val_acc" in metrics else test_best:
+                copy_checkpoint(self.run_dir / LAST, self.run_dir / BEST)
+        self.recorder.write_summary(self.summary())
+        log.info("epoch %d/%d lr %.4g | train loss %.4f acc %.2f | test loss %.4f acc %.2f (best %.2f @%d) | "
+                 "%.1fs %.0f img/s | firing rate %.4f", epoch, self.cfg.trainer.epochs, metrics["lr"],
+                 metrics["train_loss"], metrics["train_acc"], metrics["test_loss"], metrics["test_acc"],
+                 best["test"]["acc"], best["test"]["epoch"], metrics["epoch_time_s"], metrics["images_per_s"],
+                 metrics["firing_rate"])
+
+    def fit(self) -> dict:
+        """Run the remaining epochs; returns the final summary (also in summary.json)."""
+        started, before = time.perf_counter(), self.progress["wall_time_s"]
+        for epoch in range(self.progress["epoch"] + 1, self.cfg.trainer.epochs + 1):
+            metrics = self.run_epoch(epoch)
+            if metrics is None:
+                log.warning("stopped during epoch %d: %s", epoch, self.trainer.stop_reason)
+                break
+            self.record(metrics, before + time.perf_counter() - started)
+        self.progress["wall_time_s"] = before + time.perf_counter() - started
+        result = self.summary()
+        self.recorder.write_summary(result)
+        self.recorder.close()
+        return result
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train as configured into `run_dir`; returns the summary also written to summary.json."""
+    return TrainingRun(cfg, run_dir).fit()
+
+
+def _apply_overrides(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Copy the keys the user overrode on the eval command line from `cfg` into the checkpoint's config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key == "checkpoint" or key.startswith("hydra"):
+            continue
+        if override.is_delete() or override.package:
+            raise ConfigError(f"eval.py cannot apply {override.input_line!r}; override plain keys or groups only")
+        OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+
+
+def evaluate_checkpoint(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> dict:
+    """Test a checkpoint (file, or a run directory's best.pt) and write eval.json into `out_dir`.
+
+    The model and data come from the checkpoint's config, with `overrides` (command-line
+    overrides, e.g. ["data_dir=/data", "trainer.device=cpu"]) taken from `cfg`.
+    """
+    try:
+        path = Path(cfg.checkpoint)
+    except MissingMandatoryValue:
+        raise ConfigError("checkpoint is not set: run `python eval.py checkpoint=PATH` "
+                          "(a .pt file or a run directory)") from None
+    if path.is_dir():
+        path = path / BEST
+    state = load_checkpoint(path)
+    run_cfg = OmegaConf.create(state["config"])
+    _apply_overrides(run_cfg, cfg, overrides)
+    run_cfg = resolve(run_cfg)
+    validate(run_cfg)
+    device = resolve_device(run_cfg.trainer.device)
+    model = build_model(run_cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit {run_cfg.model.name} with {run_cfg.neuron.name} "
+                              f"neurons: {str(exc).splitlines()[0]}") from exc
+    bundle, _, _ = load_data(run_cfg)
+    loader = make_loader(bundle.test, run_cfg, device, train=False)
+    model.to(device)
+    trainer = Trainer(model, build_loss(run_cfg), None, device, resolve_precision("fp32", device), run_cfg.T,
+                      bundle.temporal, progress_bar=run_cfg.trainer.progress_bar,
+                      limit_test_batches=run_cfg.trainer.limit_test_batches)
+    with SynapticOpCounter(model) as ops:
+        test = trainer.evaluate(loader)
+    result = {"checkpoint": str(path), "epoch": state["epoch"], "experiment": run_cfg.experiment.name,
+              "dataset": run_cfg.dataset.name, "model": run_cfg.model.name, "neuron": run_cfg.neuron.name,
+              "T": run_cfg.T, "test_acc": test["acc"], "test_loss": test["loss"], "test_samples": test["samples"],
+              "firing_rate": test["firing_rate"], "firing_rates": test["firing_rates"],
+              "params": count_parameters(model), **neuron_parameters(model), "energy": ops.report().as_dict()}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "eval.json", result)
+    return result

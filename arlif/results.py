@@ -1,0 +1,198 @@
+"""Result tables: runs' summaries grouped by paper cell, beside the published numbers.
+
+Runs come from `summary.json` files (run folders, multirun folders) or from W&B run
+summaries (the same keys).  Runs of one (experiment, dataset, model, neuron, T) are one
+group; its seeds are reduced to mean ± sample std.  A paper cell (arlif.paper) takes the
+group named `Cell.experiment`; any other group is listed under "Other runs".  A cell
+without runs stays empty: a missing number is never written as zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+from arlif.errors import DataError
+from arlif.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
+
+log = logging.getLogger(__name__)
+
+KEY_FIELDS = ("experiment", "dataset", "model", "neuron", "T")
+RUN_FIELDS = KEY_FIELDS + ("seed", "test_acc_best", "test_acc_final", "epochs_completed", "epochs")
+MISSING = "—"
+
+
+def read_summaries(paths: Iterable[Path]) -> list[dict]:
+    """Every summary.json in or under the given files and folders."""
+    runs = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"{path} does not exist; pass run folders, multirun folders or summary.json files")
+        files = [path] if path.is_file() else sorted(path.rglob("summary.json"))
+        if not files:
+            log.warning("no summary.json under %s", path)
+        for file in files:
+            try:
+                summary = json.loads(file.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise DataError(f"{file} is not a readable summary.json: {exc}") from exc
+            runs.append(_run_record(summary, str(file)))
+    return [r for r in runs if r is not None]
+
+
+def read_wandb_runs(project: str, groups: Sequence[str] = (), api=None) -> list[dict]:
+    """Run summaries of a W&B project ("entity/project"), optionally only the given groups."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    filters = {"group": {"$in": list(groups)}} if groups else {}
+    runs = []
+    for run in api.runs(project, filters=filters):
+        record = _run_record(dict(run.summary), f"wandb:{project}/{run.id}")
+        if record is not None:
+            runs.append(record)
+    return runs
+
+
+def _run_record(summary: dict, source: str) -> Optional[dict]:
+    missing = [k for k in RUN_FIELDS if k not in summary]
+    if missing:
+        log.warning("skipping %s: it lacks %s (not a finished epoch of an arlif run?)", source, missing)
+        return None
+    return {**{k: summary[k] for k in RUN_FIELDS}, "source": source}
+
+
+@dataclass
+class Group:
+    """The runs of one (experiment, dataset, model, neuron, T) and their statistics."""
+
+    key: tuple
+    runs: list[dict]
+
+    def _values(self, field: str) -> list[float]:
+        return [r[field] for r in self.runs if r[field] is not None]
+
+    def mean(self, field: str) -> Optional[float]:
+        values = self._values(field)
+        return statistics.fmean(values) if values else None
+
+    def std(self, field: str) -> Optional[float]:
+        """Sample standard deviation over seeds; None for fewer than two runs."""
+        values = self._values(field)
+        return statistics.stdev(values) if len(values) > 1 else None
+
+    @property
+    def epochs(self) -> str:
+        """Epochs completed (a range when runs differ) out of the planned number."""
+        done = sorted({r["epochs_completed"] for r in self.runs})
+        planned = sorted({r["epochs"] for r in self.runs})
+        span = str(done[0]) if len(done) == 1 else f"{done[0]}-{done[-1]}"
+        return f"{span}/{'/'.join(map(str, planned))}"
+
+
+def group_runs(runs: Iterable[dict]) -> dict[tuple, Group]:
+    """Runs by (experiment, dataset, model, neuron, T); warns when a seed repeats within a group."""
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        key = tuple(run[k] for k in KEY_FIELDS)
+        groups.setdefault(key, Group(key, [])).runs.append(run)
+    for key, group in groups.items():
+        seeds = [r["seed"] for r in group.runs]
+        for seed in sorted(set(s for s in seeds if seeds.count(s) > 1)):
+            log.warning("%s has %d runs with seed %s, all counted: %s", key[0], seeds.count(seed), seed,
+                        ", ".join(r["source"] for r in group.runs if r["seed"] == seed))
+    return groups
+
+
+def _cell_key(cell: Cell) -> tuple:
+    return cell.experiment, cell.dataset, cell.model, cell.neuron, cell.T
+
+
+def _stats(group: Optional[Group], paper: Optional[float]) -> dict:
+    """Numeric columns of one row (None where there is nothing to report)."""
+    if group is None:
+        return {"best_mean": None, "best_std": None, "final_mean": None, "final_std": None, "delta_best": None,
+                "runs": 0, "epochs": None}
+    best = group.mean("test_acc_best")
+    return {"best_mean": best, "best_std": group.std("test_acc_best"),
+            "final_mean": group.mean("test_acc_final"), "final_std": group.std("test_acc_final"),
+            "delta_best": None if best is None or paper is None else best - paper,
+            "runs": len(group.runs), "epochs": group.epochs}
+
+
+@dataclass
+class Table:
+    """Rows of plain values: written as CSV as they are, and as Markdown formatted."""
+
+    title: str
+    columns: list[str]
+    rows: list[dict]
+
+
+def build_tables(runs: Iterable[dict]) -> list[Table]:
+    """Table 1, Table 2 and the runs that belong to no paper cell."""
+    groups = group_runs(runs)
+    used = set()
+
+    def cell_rows(cells: Sequence[Cell], label: Callable[[Cell], dict]) -> list[dict]:
+        rows = []
+        for cell in cells:
+            group = groups.get(_cell_key(cell))
+            used.add(_cell_key(cell))
+            rows.append({**label(cell), "paper": cell.acc, **_stats(group, cell.acc), "preset": cell.preset})
+        return rows
+
+    stats_cols = ["paper", "best_mean", "best_std", "final_mean", "final_std", "delta_best", "runs", "epochs"]
+    table1 = Table("Table 1: AR-LIF, top-1 test accuracy (%)", ["dataset", "model", "T"] + stats_cols + ["preset"],
+                   cell_rows(TABLE1, lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model], "T": c.T}))
+    table2 = Table("Table 2: ablation at T = 4, top-1 test accuracy (%)", ["dataset", "model", "neuron", "column"]
+                   + stats_cols + ["preset"],
+                   cell_rows(TABLE2, lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model],
+                                                "neuron": c.neuron, "column": ABLATIONS[c.neuron]}))
+    other = [{**dict(zip(KEY_FIELDS, key)), **_stats(group, None)}
+             for key, group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))) if key not in used]
+    other_cols = list(KEY_FIELDS) + [c for c in stats_cols if c not in ("paper", "delta_best")]
+    return [table1, table2, Table("Other runs: top-1 test accuracy (%)", other_cols, other)]
+
+
+def _fmt(value, std=None) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.2f}" if std is None else f"{value:.2f} ± {std:.2f}"
+    return str(value)
+
+
+MARKDOWN_HEADERS = {"best_mean": "best epoch", "final_mean": "final epoch", "delta_best": "Δ best − paper"}
+
+
+def to_markdown(table: Table) -> str:
+    """The table as Markdown: mean ± std in one column, missing values as "—"."""
+    cols = [c for c in table.columns if not c.endswith("_std")]
+    lines = [f"### {table.title}", "", "| " + " | ".join(MARKDOWN_HEADERS.get(c, c) for c in cols) + " |",
+             "|" + "---|" * len(cols)]
+    for row in table.rows:
+        cells = []
+        for c in cols:
+            value = row[c]
+            if c == "delta_best" and value is not None:
+                cells.append(f"{value:+.2f}")
+            else:
+                cells.append(_fmt(value, row.get(c[:-5] + "_std") if c.endswith("_mean") else None))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(table: Table, path: Path) -> None:
+    """The table's plain values; an empty field is a missing value."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=table.columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in table.rows:
+            writer.writerow({c: "" if row[c] is None else row[c] for c in table.columns})

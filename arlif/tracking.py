@@ -1,0 +1,157 @@
+"""Run records: the run directory's JSON files and the optional Weights & Biases run.
+
+`RunRecorder` is the one place a run writes what it measured.  Only the main process
+records (see arlif.runtime.is_main_process); on other ranks every method is a no-op.
+W&B is best effort: any failure there warns once and training goes on without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from arlif.runtime import is_main_process
+
+log = logging.getLogger(__name__)
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+LOGGERS = ("wandb", "none")
+
+
+def flatten(metrics: dict, sep: str = "/") -> dict:
+    """{"alpha": {"layer1": 1.0}} -> {"alpha/layer1": 1.0}, as W&B charts expect."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}{sep}{k}": v for k, v in flatten(value, sep).items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+class WandbRun:
+    """A W&B run that never stops training: on any error it warns once and goes quiet."""
+
+    def __init__(self, cfg, run_dir: Path, run_id: Optional[str] = None):
+        self.run = None
+        c = cfg.logger
+        if c.mode == "disabled":
+            return
+        try:
+            import wandb
+        except ImportError as exc:
+            self._give_up("import", exc)
+            return
+        mode = c.mode
+        if mode == "auto":
+            mode = "online" if self._logged_in(wandb) else "offline"
+        kwargs = dict(project=c.project, entity=c.entity, group=c.group, name=c.run_name, tags=list(c.tags),
+                      config=OmegaConf.to_container(cfg, resolve=True), dir=str(run_dir), id=run_id,
+                      resume="allow" if run_id else None)
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=c.init_timeout_s), **kwargs)
+        except Exception as exc:  # network, login or server trouble: W&B must not stop training
+            if mode == "offline":
+                self._give_up("start", exc)
+                return
+            log.warning("W&B could not start online (%s); logging offline instead "
+                        "(upload later with `wandb sync %s`)", exc, run_dir / "wandb")
+            try:
+                self.run = wandb.init(mode="offline", **kwargs)
+            except Exception as exc2:
+                self._give_up("start offline", exc2)
+
+    @staticmethod
+    def _logged_in(wandb) -> bool:
+        """Whether an API key is configured (environment or `wandb login`), without prompting."""
+        try:
+            return bool(wandb.login(prompt=False, verify=False))
+        except Exception:
+            return False
+
+    def _give_up(self, what: str, exc: Exception) -> None:
+        log.warning("W&B failed to %s (%s: %s); continuing without W&B", what, type(exc).__name__, exc)
+        self.run = None
+
+    def _safely(self, what: str, call) -> None:
+        """Run `call()` unless W&B is already off; any error turns W&B off with one warning."""
+        if self.run is None:
+            return
+        try:
+            call()
+        except Exception as exc:
+            self._give_up(what, exc)
+
+    @property
+    def id(self) -> Optional[str]:
+        return self.run.id if self.run is not None else None
+
+    def log(self, metrics: dict, step: int) -> None:
+        self._safely("log", lambda: self.run.log(flatten(metrics), step=step))
+
+    def summarise(self, summary: dict) -> None:
+        self._safely("write the summary", lambda: self.run.summary.update(flatten(summary)))
+
+    def finish(self) -> None:
+        self._safely("finish", lambda: self.run.finish())
+
+
+class RunRecorder:
+    """Writes config.yaml, metrics.jsonl and summary.json into the run directory, and mirrors to W&B."""
+
+    def __init__(self, cfg, run_dir: Path, wandb_id: Optional[str] = None):
+        self.run_dir = Path(run_dir)
+        self.active = is_main_process()
+        self.wandb = None
+        if not self.active:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
+        if cfg.logger.name == "wandb":
+            self.wandb = WandbRun(cfg, self.run_dir, wandb_id)
+
+    @property
+    def wandb_id(self) -> Optional[str]:
+        return self.wandb.id if self.wandb is not None else None
+
+    def truncate_metrics(self, epochs_done: int) -> None:
+        """Drop metrics.jsonl lines past `epochs_done`, left by a run killed before its checkpoint."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.active or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["epoch"] <= epochs_done:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+                continue
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def log_epoch(self, metrics: dict) -> None:
+        """Append one epoch's metrics (must hold `epoch`) to metrics.jsonl and W&B."""
+        if not self.active:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=metrics["epoch"])
+
+    def write_summary(self, summary: dict) -> None:
+        if not self.active:
+            return
+        write_json(self.run_dir / "summary.json", summary)
+        if self.wandb is not None:
+            self.wandb.summarise(summary)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -1,0 +1,51 @@
+"""Tables 1 and 2 (and any other runs) from run summaries, beside the paper's numbers.
+
+    python scripts/make_tables.py multirun/2026-01-01_12-00-00 [more run folders ...]
+    python scripts/make_tables.py --wandb ENTITY/arlif [--group paper-cifar10-resnet18-arlif-T4 ...]
+
+Writes tables.md (also printed) and table1.csv, table2.csv, other_runs.csv to --out.
+Accuracies are top-1 test accuracy in percent: the best epoch (the paper's protocol) and
+the final epoch, mean ± sample std over the runs (seeds) of a cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
+
+from arlif.cli import run_cli  # noqa: E402
+from arlif.errors import ConfigError  # noqa: E402
+from arlif.results import build_tables, read_summaries, read_wandb_runs, to_markdown, write_csv  # noqa: E402
+
+CSV_NAMES = ("table1.csv", "table2.csv", "other_runs.csv")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", type=Path, help="run folders, multirun folders or summary.json files")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of this W&B project")
+    parser.add_argument("--group", action="append", default=[], help="only these W&B groups (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    return parser.parse_args(argv)
+
+
+def make_tables(args: argparse.Namespace) -> str:
+    if not args.paths and not args.wandb:
+        raise ConfigError("give run folders to read, or --wandb ENTITY/PROJECT")
+    runs = read_summaries(args.paths)
+    if args.wandb:
+        runs += read_wandb_runs(args.wandb, args.group)
+    tables = build_tables(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for table, name in zip(tables, CSV_NAMES):
+        write_csv(table, args.out / name)
+    markdown = "\n".join(to_markdown(t) for t in tables if t.rows)
+    (args.out / "tables.md").write_text(markdown)
+    return f"{markdown}\n{len(runs)} runs; written to {args.out}/ (tables.md, {', '.join(CSV_NAMES)})"
+
+
+if __name__ == "__main__":
+    print(run_cli(lambda: make_tables(parse_args())))

@@ -1,0 +1,141 @@
+"""CIFAR-10/100 and Tiny-ImageNet on fixtures in the real formats: counts, labels, recipes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision import datasets
+
+from arlif.data import build_data
+from arlif.errors import ConfigError, DataError
+from fixtures_data import cifar_checksums, run_config, run_train, write_cifar, write_tiny_imagenet
+
+CIFAR = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
+WNIDS = ["n09999999", "n01443537", "n02124075"]  # wnids.txt order is not the label order
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    """Both CIFAR fixtures, with torchvision checking the fixture files' own md5s."""
+    write_cifar(tmp_path, "cifar10", per_file=4)
+    write_cifar(tmp_path, "cifar100", per_file=6)
+    for cls in CIFAR.values():
+        for attr, value in cifar_checksums(cls, tmp_path).items():
+            monkeypatch.setattr(cls, attr, value)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, sizes, mean, std", [
+    ("cifar10", (20, 4), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    ("cifar100", (6, 6), (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+])
+def test_cifar_autoaug_recipe(cifar_dir, name, sizes, mean, std):
+    bundle = build_data(run_config(name, cifar_dir))
+    assert (len(bundle.train), len(bundle.test)) == sizes and not bundle.temporal
+    raw = CIFAR[name](str(cifar_dir), train=False)
+    x, y = bundle.test[1]
+    # test images: normalisation only, with the dataset's own mean and std
+    expected = (torch.from_numpy(raw.data[1]).permute(2, 0, 1) / 255 - torch.tensor(mean)[:, None, None]) \
+        / torch.tensor(std)[:, None, None]
+    assert y == raw.targets[1] and x.dtype == torch.float32 and torch.allclose(x, expected, atol=1e-6)
+    assert bundle.train[3][0].shape == (3, 32, 32)
+    xb = torch.stack([bundle.train[i][0] for i in range(4)])
+    yb = torch.tensor([bundle.train[i][1] for i in range(4)])
+    mixed, soft = bundle.batch_transform(xb, yb)
+    assert mixed.shape == xb.shape and soft.shape == (4, bundle.num_classes)
+    assert torch.allclose(soft.sum(dim=1), torch.ones(4))
+
+
+def test_cifar10_labels_follow_the_batches(cifar_dir):
+    bundle = build_data(run_config("cifar10", cifar_dir))
+    assert bundle.train.targets == [(4 + i) % 10 for i in range(20)]  # batch i starts at label 4*i
+    assert bundle.test.targets == [0, 1, 2, 3]
+
+
+def test_cifar_classic_recipe_cuts_out_one_square(cifar_dir):
+    bundle = build_data(run_config("cifar10", cifar_dir, recipe="classic"))
+    assert bundle.batch_transform is None
+    torch.manual_seed(0)
+    for i in range(len(bundle.train)):
+        x, _ = bundle.train[i]
+        zero_rows = (x == 0).all(dim=0).sum(dim=1)  # erased pixels per row
+        assert x.shape == (3, 32, 32) and (zero_rows == 16).sum() == 16
+
+
+def test_cifar_missing_corrupt_and_bad_recipe(cifar_dir, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(DataError, match="not found or incomplete") as err:
+        build_data(run_config("cifar100", empty))
+    assert "cifar-100-python/{train, test, meta}" in str(err.value) and "dataset.download=true" in str(err.value)
+    batch = cifar_dir / "cifar-10-batches-py" / "data_batch_3"
+    data = bytearray(batch.read_bytes())
+    data[-10] ^= 0xFF
+    batch.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"{batch} is corrupt \\(md5 mismatch\\)"):
+        build_data(run_config("cifar10", cifar_dir))
+    with pytest.raises(ConfigError, match="dataset.recipe='trivial'"):
+        build_data(run_config("cifar10", cifar_dir, recipe="trivial"))
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    write_tiny_imagenet(tmp_path, WNIDS, train_per_class=2, val_per_class=2)
+    return tmp_path
+
+
+def tiny_cfg(root):
+    return run_config("tiny_imagenet", root, num_classes=3, split_sizes=[6, 6])
+
+
+def test_tiny_imagenet_layout_labels_and_transforms(tiny_dir):
+    bundle = build_data(tiny_cfg(tiny_dir))
+    assert (len(bundle.train), len(bundle.test)) == (6, 6) and bundle.image_size == 64
+    order = sorted(WNIDS)
+    for path, label in bundle.train.samples:
+        assert f"/train/{order[label]}/images/" in path
+    assert bundle.test.targets == [order.index(WNIDS[i % 3]) for i in range(6)]  # from val_annotations.txt
+    x, y = bundle.test[0]
+    from PIL import Image
+    pixels = np.asarray(Image.open(bundle.test.samples[0][0]).convert("RGB"), dtype=np.float32) / 255
+    expected = (torch.from_numpy(pixels).permute(2, 0, 1) - torch.tensor([0.4802, 0.4481, 0.3975])[:, None, None]) \
+        / torch.tensor([0.2302, 0.2265, 0.2262])[:, None, None]
+    assert torch.allclose(x, expected, atol=1e-5) and y == bundle.test.targets[0]
+    torch.manual_seed(0)
+    assert all(bundle.train[i][0].shape == (3, 64, 64) for i in range(6))
+
+
+def test_tiny_imagenet_missing_incomplete_and_corrupt(tiny_dir, tmp_path_factory):
+    with pytest.raises(DataError, match="download_tiny_imagenet.py") as err:
+        build_data(tiny_cfg(tmp_path_factory.mktemp("empty")))
+    assert "tiny-imagenet-200/{wnids.txt, train/<wnid>/images/*.JPEG" in str(err.value)
+    with pytest.raises(DataError, match=r"6 train / 6 test samples where dataset.split_sizes=\[100000, 10000\]"):
+        build_data(run_config("tiny_imagenet", tiny_dir, num_classes=3))
+    bad = tiny_dir / "tiny-imagenet-200" / "val" / "images" / "val_2.JPEG"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DataError, match=f"cannot read image {bad}"):
+        build_data(tiny_cfg(tiny_dir)).test[2]
+    bad.unlink()
+    with pytest.raises(DataError, match="val image val_2.JPEG listed in val_annotations.txt"):
+        build_data(tiny_cfg(tiny_dir))
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "tiny_imagenet"])
+def test_two_batch_training_run_through_train_py(cifar_dir, tmp_path, name):
+    if name == "tiny_imagenet":
+        write_tiny_imagenet(cifar_dir, WNIDS, train_per_class=2, val_per_class=2)
+    overrides = ["dataset.num_classes=3", "dataset.split_sizes=[6,6]"] if name == "tiny_imagenet" else []
+    result = run_train(cifar_dir, tmp_path / "run", [f"dataset={name}", *overrides], cifar_fixture=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_cifar_download_failure_is_a_data_error(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    def offline(url, *args, **kwargs):
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DataError, match="could not download CIFAR10 from https://www.cs.toronto.edu/"):
+        build_data(run_config("cifar10", tmp_path, download=True))
