@@ -7,7 +7,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from arlif.cli import run_cli
+from arlif.cli import run_cli, share_checkout
 
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
@@ -22,4 +22,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    share_checkout()
     main()

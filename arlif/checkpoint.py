@@ -1,9 +1,11 @@
 """Checkpoint files: written atomically, read with a clear error when unusable.
 
 A checkpoint is a dict with at least `model`, `optimizer`, `scheduler`, `scaler`,
-`epoch` (epochs completed), `best` ({"acc", "epoch"}), `rng` (see arlif.runtime) and
-`config` (the resolved run config as plain containers).  Everything in it is a tensor
-or a plain value, so it loads with `torch.load(weights_only=True)`.
+`epoch` (epochs completed), `best` ({"acc", "epoch"}), `rng` (one arlif.runtime.rng_state
+per training process, by rank), `partial_epoch` (None, or the epoch a stop interrupted and
+each process's progress through it) and `config` (the resolved run config as plain
+containers).  Everything in it is a tensor or a plain value, so it loads with
+`torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations

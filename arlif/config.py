@@ -70,7 +70,7 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(cfg, key)
     for key in ("trainer.limit_train_batches", "trainer.limit_test_batches"):
         _optional_positive_int(cfg, key)
-    for key in ("trainer.deterministic", "trainer.progress_bar"):
+    for key in ("trainer.deterministic", "trainer.progress_bar", "trainer.sync_batchnorm"):
         _boolean(cfg, key)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
