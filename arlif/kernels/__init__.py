@@ -1,10 +1,113 @@
-"""Backend dispatch for the multi-step neuron: `multistep(x, spec, alpha, beta, backend)`."""
+"""Fast multi-step neuron backends behind one call: `multistep(x, spec, alpha, beta, backend)`.
+
+Backends (the `backend` option of every neuron and of conf/neuron/*):
+
+- ``reference``: `arlif.neurons.reference_multistep`, the readable plain-autograd loop.
+- ``cpu``: fused C++/OpenMP kernel (`arlif.kernels.cpu`), CPU tensors.
+- ``triton``: fused Triton kernel (`arlif.kernels.triton_neuron`), CUDA tensors; CPU
+  tensors too under ``TRITON_INTERPRET=1`` (slow; for tests).
+- ``auto``: the fastest available for the input's device: ``triton`` on CUDA when Triton
+  is installed, ``cpu`` on CPU, else ``reference``.
+
+The fused backends share one autograd Function (`arlif.kernels.function.FusedNeuron`)
+with a hand-derived backward through time (docs/kernels.md): same spikes as the
+reference, same gradients for x, α and β, a fraction of the memory.
+"""
 
 from __future__ import annotations
 
-from arlif.neurons import reference_multistep
+import functools
+import importlib.util
+import os
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from arlif.errors import ConfigError
+from arlif.kernels.function import FusedNeuron
+from arlif.neurons import BACKENDS, NeuronSpec, reference_multistep
+
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
 
 
-def multistep(x, spec, alpha=None, beta=None, backend="auto"):
-    """Spikes [T, ...] (fp32) for x [T, ...] with the chosen backend."""
-    return reference_multistep(x, spec, alpha, beta)[0]
+@functools.cache
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend (`reference`, `cpu` or `triton`) that runs on `device`."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"neuron backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        if device.type == "cuda" and triton_installed():
+            return "triton"
+        if device.type == "cpu":
+            return "cpu" if _cpu_engine() is not None else "reference"
+        return "reference"
+    if backend == "cpu" and device.type != "cpu":
+        raise ConfigError(f"neuron backend 'cpu' needs CPU tensors, got {device.type}; "
+                          "set neuron.backend=auto (or triton on CUDA)")
+    if backend == "triton":
+        if not triton_installed():
+            raise ConfigError("neuron backend 'triton' needs the triton package (pip install triton); "
+                              "or set neuron.backend=auto")
+        if device.type != "cuda" and not (device.type == "cpu" and _triton_interpreting()):
+            raise ConfigError(f"neuron backend 'triton' runs on CUDA tensors, got {device.type}; "
+                              "set neuron.backend=auto (TRITON_INTERPRET=1 runs it on CPU for tests)")
+    if backend == "cpu" and _cpu_engine() is None:
+        return "reference"
+    return backend
+
+
+@functools.cache
+def _cpu_engine():
+    from arlif.kernels import cpu
+
+    return cpu if cpu.load() is not None else None
+
+
+def _triton_engine():
+    from arlif.kernels import triton_neuron
+
+    return triton_neuron
+
+
+def multistep(
+    x: Tensor,
+    spec: NeuronSpec,
+    alpha: Optional[Tensor] = None,
+    beta: Optional[Tensor] = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Spikes [T, ...] in x's dtype for input currents x [T, ...]; math in fp32 (fp64 in fp64).
+
+    `alpha`, `beta` (0-d tensors, β already tanh-squashed) are required for the adaptive
+    reset and ignored otherwise; gradients flow to those that require grad.
+    """
+    if spec.reset == "adaptive" and (alpha is None or beta is None):
+        raise ValueError("the adaptive reset needs both alpha and beta")
+    if spec.reset != "adaptive":
+        alpha = beta = None
+    chosen = resolve_backend(backend, x.device)
+    if chosen == "reference" or x.dtype not in FUSED_DTYPES or x.numel() == 0:
+        # fp64 (and any other dtype) keeps the reference's promoted precision.
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        return reference_multistep(xf, spec, alpha, beta)[0].to(x.dtype)
+    if chosen == "triton":
+        engine, xin = _triton_engine(), x
+    else:
+        engine, xin = _cpu_engine(), x.float()
+    if alpha is not None:
+        alpha, beta = alpha.float(), beta.float()
+    flat = xin.reshape(x.shape[0], -1).contiguous()
+    spikes = FusedNeuron.apply(flat, alpha, beta, spec, engine)
+    return spikes.view(x.shape).to(x.dtype)
+
+
+__all__ = ["multistep", "resolve_backend", "triton_installed", "FusedNeuron"]

@@ -1,0 +1,301 @@
+"""Benchmark the neuron backends (not a test): per-layer time and memory, and network throughput.
+
+For every T and N (neurons per step): forward and forward+backward time, the memory
+autograd keeps for backward, and the peak memory of one forward+backward, for AR-LIF
+on the reference loop and on the fused backend of the device, plus a plain soft-reset
+LIF loop and, when importable, SpikingJelly's multi-step LIF as peers.  Then training
+images/s of ResNet-18 (T = 4, 32x32 input, CIFAR-10 sized) with reference versus fused
+neurons.  Prints a Markdown report (and writes it with --out).
+
+Timings are medians of --repeats runs after --warmup runs.  All rows of one (T, N) are
+timed round-robin, so load from other processes on a shared machine hits them alike.
+
+    python scripts/bench_neurons.py                      # CPU, or CUDA when present
+    python scripts/bench_neurons.py --T 4 --N 2097152 --no-network
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from arlif.kernels import resolve_backend  # noqa: E402
+from arlif.models import create_model  # noqa: E402
+from arlif.neurons import build_neuron  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--T", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--N", type=int, nargs="+", default=[1 << 18, 1 << 21])
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
+                   help="per-layer tables for every --T and --N")
+    p.add_argument("--network", action=argparse.BooleanOptionalAction, default=True,
+                   help="ResNet-18 training throughput")
+    p.add_argument("--batch", type=int, default=16, help="network benchmark batch size")
+    p.add_argument("--steps", type=int, default=5, help="timed network training steps")
+    p.add_argument("--out", type=Path, help="also write the Markdown report here")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- machine
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name}, {props.total_memory / 2**30:.0f} GiB; torch {torch.__version__}"
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
+    name = model.group(1).strip() if model else platform.processor() or "unknown CPU"
+    return (f"{name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+            f"ISA {torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- memory
+
+def saved_bytes(fn):
+    """(bytes of distinct storages autograd keeps for backward while `fn` runs, its output)."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(storages.values()), out
+
+
+def _rss_kib(field: str) -> int:
+    return int(re.search(field + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def peak_bytes(fn, device) -> int | None:
+    """Peak memory above the starting level while `fn` runs (CUDA allocator, or CPU RSS)."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so RSS is live memory
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    except OSError:
+        return None
+    base = _rss_kib("VmRSS")
+    fn()
+    return (_rss_kib("VmHWM") - base) * 1024
+
+
+# ----------------------------------------------------------------------------- layer rows
+
+class FromRest(torch.nn.Module):
+    """A stateful SpikingJelly neuron started from rest on every call, like ours."""
+
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+
+    def forward(self, x):
+        self.node.reset()
+        return self.node(x)
+
+
+def spikingjelly_lif():
+    """SpikingJelly's multi-step LIF (k = 0.5, hard reset) or None when not installed."""
+    try:
+        from spikingjelly.activation_based import neuron
+    except ImportError:
+        return None
+    return FromRest(neuron.LIFNode(tau=2.0, decay_input=False, v_reset=0.0, step_mode="m"))
+
+
+def layer_rows(device, fused: str):
+    """(label, backend label, module factory) for every row of the layer table."""
+    def arlif(backend):
+        def make():
+            n = build_neuron("arlif", backend=backend)
+            with torch.no_grad():  # off the special initial values α = 1, β = 0
+                n.alpha.fill_(1.2)
+                n.beta_raw.fill_(0.2)
+            return n.to(device)
+        return make
+
+    rows = [("AR-LIF", "reference", arlif("reference")), ("AR-LIF", fused, arlif(fused)),
+            ("LIF soft reset", "reference", lambda: build_neuron("lif_soft", backend="reference").to(device)),
+            ("LIF soft reset", fused, lambda: build_neuron("lif_soft", backend=fused).to(device))]
+    if spikingjelly_lif() is not None:
+        rows.append(("LIF hard reset", "SpikingJelly 2 multi-step", lambda: spikingjelly_lif().to(device)))
+    return rows
+
+
+def bench_layer(T, N, rows, device, repeats, warmup):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x0 = (torch.randn(T, N, generator=gen) * 0.9 + 0.6).to(device)
+    grad = torch.randn(T, N, generator=gen).to(device)
+    modules = [make() for _, _, make in rows]
+
+    def forward(m):
+        with torch.no_grad():
+            m(x0)
+
+    def train_step(m):
+        x = x0.detach().requires_grad_()
+        m(x).backward(grad)
+        return x
+
+    times = [{"fwd": [], "fwdbwd": []} for _ in rows]
+    for rep in range(warmup + repeats):
+        for k, m in enumerate(modules):
+            for key, fn in (("fwd", forward), ("fwdbwd", train_step)):
+                sync(device)
+                t0 = time.perf_counter()
+                fn(m)
+                sync(device)
+                if rep >= warmup:
+                    times[k][key].append(time.perf_counter() - t0)
+    results = []
+    for (label, backend, _), m, tk in zip(rows, modules, times):
+        saved, out = saved_bytes(lambda: m(x0.detach().requires_grad_()))
+        del out
+        results.append({
+            "neuron": label, "backend": backend,
+            "fwd": statistics.median(tk["fwd"]) * 1e3,
+            "fwdbwd": statistics.median(tk["fwdbwd"]) * 1e3,
+            "fwdbwd_range": (min(tk["fwdbwd"]) * 1e3, max(tk["fwdbwd"]) * 1e3),
+            "saved": saved, "peak": peak_bytes(lambda: train_step(m), device),
+        })
+    return results
+
+
+def bandwidth_note(T, N, result, device, dtype_bytes=4) -> str:
+    """GPU only: the fused AR-LIF's bytes moved per fwd+bwd over its time, vs a plain copy."""
+    # forward: x, spikes, flags; backward pass 1: x, flags, r; pass 2: x, flags, grad, r, grad_x
+    d = dtype_bytes
+    per_step = (2 * d + 1) + (d + 1 + 4) + (3 * d + 1 + 4)
+    moved = per_step * T * N
+    src = torch.empty(T * N * 4, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    copies = []
+    for _ in range(5):
+        sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync(device)
+        copies.append(time.perf_counter() - t0)
+    copy_bw = 2 * src.numel() / min(copies)
+    kernel_bw = moved / (result["fwdbwd"] / 1e3)
+    return (f"T={T}, N={N}: fused AR-LIF moves {moved / 1e6:.0f} MB per fwd+bwd, "
+            f"{kernel_bw / 1e9:.0f} GB/s = {100 * kernel_bw / copy_bw:.0f}% of a device copy's "
+            f"{copy_bw / 1e9:.0f} GB/s")
+
+
+def layer_table(T, N, results) -> list[str]:
+    ref = next(r for r in results if r["neuron"] == "AR-LIF" and r["backend"] == "reference")
+    lines = [f"#### T = {T}, N = {N:,} neurons per step ({T * N * 4 / 2**20:.0f} MiB fp32 input)", "",
+             "| neuron | backend | forward ms | fwd+bwd ms (min–max) | vs AR-LIF reference | "
+             "saved for backward MiB | peak MiB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        peak = f"{r['peak'] / 2**20:.0f}" if r["peak"] is not None else "n/a"
+        lo, hi = r["fwdbwd_range"]
+        lines.append(f"| {r['neuron']} | {r['backend']} | {r['fwd']:.1f} | {r['fwdbwd']:.1f} ({lo:.1f}–{hi:.1f}) "
+                     f"| {ref['fwdbwd'] / r['fwdbwd']:.1f}× | {r['saved'] / 2**20:.0f} | {peak} |")
+    return lines + [""]
+
+
+# ----------------------------------------------------------------------------- network
+
+def bench_network(backends, device, batch, steps) -> list[str]:
+    lines = ["### ResNet-18, T = 4, 3×32×32 input, 10 classes: training throughput", "",
+             f"Batch {batch}, SGD, cross-entropy on the time-averaged logits; median of {steps} steps "
+             "after 1 warm-up step.", "",
+             "| neurons | step ms | images/s | speed-up |", "|---|---:|---:|---:|"]
+    base = None
+    for backend in backends:
+        torch.manual_seed(0)
+        model = create_model("resnet18", num_classes=10, in_channels=3, image_size=32, neuron="arlif",
+                             neuron_kwargs={"backend": backend}).to(device).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x = torch.randn(batch, 3, 32, 32, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        times = []
+        for step in range(steps + 1):
+            sync(device)
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x, T=4).mean(0), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sync(device)
+            if step:
+                times.append(time.perf_counter() - t0)
+        step_s = statistics.median(times)
+        base = base or step_s
+        lines.append(f"| AR-LIF, {backend} | {step_s * 1e3:.0f} | {batch / step_s:.1f} | {base / step_s:.2f}× |")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    fused = resolve_backend("auto", device)
+    if fused == "reference":
+        print(f"no fused backend available on {device}; nothing to compare", file=sys.stderr)
+        return 1
+    report = ["## Neuron backends", "", f"Machine: {machine(device)}.", "",
+              f"Times are medians of {args.repeats} runs after {args.warmup} warm-up runs, all rows of a "
+              "table timed round-robin; fwd+bwd includes the backward of a random output gradient.  "
+              "Saved = distinct storages autograd keeps for backward (input included); peak = "
+              + ("CUDA allocator peak" if device.type == "cuda" else "peak RSS growth")
+              + " during one fwd+bwd.", ""]
+    if spikingjelly_lif() is None:
+        report += ["SpikingJelly is not installed, so its row is absent.", ""]
+    rows = layer_rows(device, fused)
+    notes = []
+    for T in args.T if args.layers else []:
+        for N in args.N:
+            results = bench_layer(T, N, rows, device, args.repeats, args.warmup)
+            report += layer_table(T, N, results)
+            print("\n".join(layer_table(T, N, results)), flush=True)
+            if device.type == "cuda":
+                fused_row = next(r for r in results if r["neuron"] == "AR-LIF" and r["backend"] == fused)
+                notes.append(bandwidth_note(T, N, fused_row, device))
+    if notes:
+        report += ["Memory bandwidth of the fused kernel (bytes its loads and stores must move):", ""]
+        report += [f"- {n}" for n in notes] + [""]
+    if args.network:
+        report += bench_network(["reference", fused], device, args.batch, args.steps)
+    text = "\n".join(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Fused neuron backends against the reference loop: identical spikes, gradients for x,
+α and β within 1e-5 relative, at odd sizes, at exact threshold and surrogate-edge ties,
+and with a sixth of the saved memory.
+
+The Triton kernel runs on CUDA when there is one and otherwise on the CPU through
+Triton's interpreter (TRITON_INTERPRET=1, set here before the kernel module is
+imported).  The interpreter has no libdevice, so ties that go through a transcendental
+(β ≠ 0) are checked for Triton on CUDA only; see docs/kernels.md.
+"""
+
+import os
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from arlif import kernels  # noqa: E402
+from arlif.errors import ConfigError  # noqa: E402
+from arlif.kernels import cpu as cpu_engine  # noqa: E402
+from arlif.neurons import NEURONS, build_neuron  # noqa: E402
+
+DEVICE = {"cpu": "cpu", "triton": "cuda" if CUDA else "cpu"}
+FUSED = ["cpu", "triton"] if kernels.triton_installed() else ["cpu"]
+
+
+def make(name, backend, device, alpha=1.4, beta_raw=0.3):
+    """A neuron whose learnable scalars are moved off their special initial values."""
+    neuron = build_neuron(name, backend=backend).to(device)
+    with torch.no_grad():
+        for pname, value in (("alpha", alpha), ("beta_raw", beta_raw)):
+            p = getattr(neuron, pname, None)
+            if isinstance(p, torch.nn.Parameter):
+                p.fill_(value)
+    return neuron
+
+
+def run(neuron, x, grad):
+    """Spikes and the gradients of <spikes, grad> for x, α and β_raw (0 when unused)."""
+    x = x.clone().requires_grad_()
+    spikes = neuron(x)
+    spikes.backward(grad)
+    scalars = {}
+    for pname in ("alpha", "beta_raw"):
+        p = getattr(neuron, pname, None)
+        if isinstance(p, torch.nn.Parameter):
+            scalars[pname] = p.grad if p.grad is not None else torch.zeros_like(p)
+    return spikes, x.grad, scalars
+
+
+def assert_same(name, backend, x, grad, **scalars):
+    device = DEVICE[backend]
+    x, grad = x.to(device), grad.to(device)
+    ref = run(make(name, "reference", device, **scalars), x, grad)
+    got = run(make(name, backend, device, **scalars), x, grad)
+    assert torch.equal(got[0], ref[0]), f"{(got[0] != ref[0]).sum().item()} spikes differ"
+    atol = 1e-5 * ref[1].abs().max().item()  # floor for entries that cancel to ~0
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=atol)
+    assert got[2].keys() == ref[2].keys()
+    for pname in ref[2]:
+        torch.testing.assert_close(got[2][pname], ref[2][pname], rtol=1e-5, atol=1e-7)
+
+
+def inputs(shape, seed):
+    """Currents spread over the firing range, a quarter of them on a 1/8 grid (exact ties)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen) * 0.9 + 0.6
+    grid = torch.randint(-4, 20, shape, generator=gen).float() / 8
+    x = torch.where(torch.rand(shape, generator=gen) < 0.25, grid, x)
+    return x, torch.randn(shape, generator=gen)
+
+
+def test_cpu_kernel_builds():
+    assert cpu_engine.load() is not None, "the fused CPU kernel failed to build"
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("T", [1, 4, 8])
+@pytest.mark.parametrize("name", list(NEURONS))
+def test_matches_reference(name, T, backend):
+    x, grad = inputs((T, 3, 37, 5), seed=T)  # 555 neurons: not a multiple of any block
+    assert_same(name, backend, x, grad)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("name", ["arlif", "arlif_fixed_threshold", "lif_hard", "lif_soft"])
+def test_exact_ties_match(name, backend):
+    """z = h - Vth lands exactly on 0 and ±a/2 (dyadic currents, Vth = 1): same Θ and window."""
+    T = 6
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randint(-8, 24, (T, 1000), generator=gen).float() / 16
+    grad = torch.randn(x.shape, generator=gen)
+    assert_same(name, backend, x, grad, beta_raw=0.0)
+    probe = make(name, "reference", "cpu", beta_raw=0.0)
+    probe.store_v = True
+    probe(x)
+    z = probe.states["h"] - 1.0
+    assert (z == 0).sum() > 20 and (z.abs() == 0.5).sum() > 20, "no ties were exercised"
+
+
+def tie_currents(beta_raw: float, device: str, targets=(0.0, 0.5, -0.5)):
+    """fp32 currents i with i - (1 + β·tanh(i)) == target exactly, computed on `device`
+    the way the reference computes it there (β = tanh(beta_raw))."""
+    b = torch.tanh(torch.tensor(beta_raw, device=device))
+    hits = []
+    for target in targets:
+        guess = torch.tensor(1.0 + target, dtype=torch.float64)
+        for _ in range(30):  # Newton on i - 1 - β·tanh(i) - target in float64
+            f = guess - 1 - b.double().cpu() * torch.tanh(guess) - target
+            guess = guess - f / (1 - b.double().cpu() * (1 - torch.tanh(guess) ** 2))
+        cand = guess.float() * (1 + torch.arange(-200, 201) * torch.finfo(torch.float32).eps)
+        cand = cand.to(device)
+        z = cand - (1.0 + b * torch.tanh(cand))
+        hits.append(cand[z == target].cpu())
+    return torch.cat(hits)
+
+
+@pytest.mark.parametrize("backend", ["cpu"] + (["triton"] if CUDA and "triton" in FUSED else []))
+def test_ties_through_adaptive_threshold(backend):
+    """Ties with β ≠ 0 need tanh to the bit; placed after silent steps so that h = i."""
+    beta_raw = 0.3
+    ties = tie_currents(beta_raw, DEVICE[backend])
+    assert len(ties) >= 3
+    T, N = 5, 300
+    gen = torch.Generator().manual_seed(3)
+    x = torch.zeros(T, N)  # zero current never fires (z = -1), leaving u = 0
+    slot = torch.randint(0, T, (N,), generator=gen)
+    x[slot, torch.arange(N)] = ties[torch.randint(0, len(ties), (N,), generator=gen)]
+    later = torch.arange(T)[:, None] > slot[None, :]
+    x = torch.where(later, torch.randn(T, N, generator=gen) + 0.6, x)
+    assert_same("arlif", backend, x, torch.randn(T, N, generator=gen), beta_raw=beta_raw)
+
+
+def test_cpu_reruns_uncertain_decisions_with_exact_tanh():
+    """The CPU forward takes tanh from a fast SLEEF routine and reruns, with at::tanh, every
+    SIMD vector with a spike or window bit it cannot certify (docs/kernels.md): exact ties
+    always rerun, random currents rarely."""
+    ext = cpu_engine.load()
+    beta = torch.tanh(torch.tensor(0.3)).item()
+    ties = tie_currents(0.3, "cpu")
+    x = torch.zeros(3, 64 * len(ties))
+    x[1, ::64] = ties  # one tie in each of len(ties) separate vectors, after a silent step
+    *_, reruns = ext.forward(x, 2, 0.5, 1.0, 1.0, 1.4, beta)
+    assert reruns == len(ties)
+    x = torch.randn(4, 1 << 16, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.6
+    *_, reruns = ext.forward(x, 2, 0.5, 1.0, 1.0, 1.4, beta)
+    assert reruns < 0.01 * x.shape[1] / 16  # under 1% of the (16-lane AVX-512) vectors
+
+
+def test_cpu_many_blocks_and_threads():
+    """Large enough for several parallel work items and a ragged last block."""
+    x, grad = inputs((4, 70001), seed=11)
+    assert_same("arlif", "cpu", x, grad)
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of distinct storages autograd keeps for backward while `fn` builds its graph."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("name, ratio", [("arlif", 6), ("lif_hard", 2), ("lif_soft", 4)])
+def test_saved_memory_fraction_of_reference(name, ratio, backend):
+    """AR-LIF keeps at most a sixth of the reference's saved bytes; LIF less than it too."""
+    device = DEVICE[backend]
+    x = (torch.randn(4, 8192) + 0.5).to(device).requires_grad_()
+    ref = saved_bytes(lambda: make(name, "reference", device)(x))
+    fused = saved_bytes(lambda: make(name, backend, device)(x))
+    assert fused * ratio <= ref, (fused, ref)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_in_and_out(backend, dtype):
+    device = DEVICE[backend]
+    x, grad = inputs((4, 2, 33), seed=5)
+    x, grad = x.to(device, dtype), grad.to(device, dtype)
+    got = run(make("arlif", backend, device), x, grad)
+    ref = run(make("arlif", "reference", device), x, grad)  # fp32 math on the same fp16 values
+    assert got[0].dtype == dtype and got[1].dtype == dtype
+    assert torch.equal(got[0], ref[0])
+    torch.testing.assert_close(got[1], ref[1])
+    torch.testing.assert_close(got[2]["alpha"], ref[2]["alpha"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name, wanted", [("arlif", (True, True)), ("arlif_fixed_alpha", (False, True)),
+                                         ("arlif_fixed_threshold", (True, False)),
+                                         ("arlif_fixed_both", (False, False))])
+def test_gradients_only_for_learnable_scalars(monkeypatch, name, wanted):
+    asked = []
+    real_backward = cpu_engine.backward
+
+    def spy(*args):
+        asked.append(tuple(args[-2:]))
+        return real_backward(*args)
+
+    monkeypatch.setattr(cpu_engine, "backward", spy)
+    run(make(name, "cpu", "cpu"), *inputs((3, 50), seed=2))
+    assert asked == [wanted]
+
+
+def test_backend_resolution(monkeypatch):
+    assert kernels.resolve_backend("auto", torch.device("cpu")) == "cpu"
+    assert kernels.resolve_backend("reference", torch.device("cpu")) == "reference"
+    with pytest.raises(ConfigError, match="backend 'cpu' needs CPU tensors"):
+        kernels.resolve_backend("cpu", torch.device("cuda"))
+    with pytest.raises(ConfigError, match="must be one of"):
+        kernels.resolve_backend("fast", torch.device("cpu"))
+    if kernels.triton_installed():
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(ConfigError, match="runs on CUDA tensors"):
+            kernels.resolve_backend("triton", torch.device("cpu"))
+
+
+def test_failed_build_falls_back_with_one_warning(monkeypatch):
+    from torch.utils import cpp_extension
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error building extension 'arlif_neuron_cpu'")
+
+    monkeypatch.setattr(cpp_extension, "load", broken)
+    cpu_engine.load.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="falling back"):
+            assert cpu_engine.load() is None
+    finally:
+        cpu_engine.load.cache_clear()
