@@ -22,6 +22,7 @@ from torch import Tensor
 
 from arlif.errors import ConfigError, DataError
 from arlif.neurons import build_neuron
+from arlif.tracking import resolve_wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,8 @@ def log_figure(project: str, name: str, image: Path, rows: Sequence[dict], out_d
         import wandb
 
         entity, _, proj = project.rpartition("/")
-        run = wandb.init(project=proj, entity=entity or None, name=name, job_type="figure", dir=str(out_dir))
+        run = wandb.init(project=proj, entity=entity or None, name=name, job_type="figure", dir=str(out_dir),
+                         mode=resolve_wandb_mode("auto"))
         columns = list(rows[0]) if rows else []
         run.log({name: wandb.Image(str(image)),
                  f"{name}_data": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,20 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def resolve_wandb_mode(mode: str) -> str:
+    """`auto` becomes WANDB_MODE when set, else online with an API key and offline without."""
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    import wandb
+
+    try:  # an API key from the environment or `wandb login`, checked without prompting
+        return "online" if wandb.login(prompt=False, verify=False) else "offline"
+    except Exception:
+        return "offline"
+
+
 class WandbRun:
     """A W&B run that never stops training: on any error it warns once and goes quiet."""
 
@@ -50,9 +65,7 @@ class WandbRun:
         except ImportError as exc:
             self._give_up("import", exc)
             return
-        mode = c.mode
-        if mode == "auto":
-            mode = "online" if self._logged_in(wandb) else "offline"
+        mode = resolve_wandb_mode(c.mode)
         kwargs = dict(project=c.project, entity=c.entity, group=c.group, name=c.run_name, tags=list(c.tags),
                       config=OmegaConf.to_container(cfg, resolve=True), dir=str(run_dir), id=run_id,
                       resume="allow" if run_id else None)
@@ -68,14 +81,6 @@ class WandbRun:
                 self.run = wandb.init(mode="offline", **kwargs)
             except Exception as exc2:
                 self._give_up("start offline", exc2)
-
-    @staticmethod
-    def _logged_in(wandb) -> bool:
-        """Whether an API key is configured (environment or `wandb login`), without prompting."""
-        try:
-            return bool(wandb.login(prompt=False, verify=False))
-        except Exception:
-            return False
 
     def _give_up(self, what: str, exc: Exception) -> None:
         log.warning("W&B failed to %s (%s: %s); continuing without W&B", what, type(exc).__name__, exc)

@@ -176,8 +176,12 @@ def test_wandb_logging_error_disables_it(tmp_path, caplog):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    run.run.log = fail
-    with caplog.at_level(logging.WARNING, logger="arlif.tracking"):
-        run.log({"epoch": 1}, step=1)
-        run.log({"epoch": 2}, step=2)
+    wandb_run = run.run
+    wandb_run.log = fail
+    try:
+        with caplog.at_level(logging.WARNING, logger="arlif.tracking"):
+            run.log({"epoch": 1}, step=1)
+            run.log({"epoch": 2}, step=2)
+    finally:
+        wandb_run.finish()  # don't leave a broken active run for later tests in this process
     assert run.run is None and len(caplog.records) == 1
