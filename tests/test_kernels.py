@@ -3,24 +3,20 @@
 and with a sixth of the saved memory.
 
 The Triton kernel runs on CUDA when there is one and otherwise on the CPU through
-Triton's interpreter (TRITON_INTERPRET=1, set here before the kernel module is
+Triton's interpreter (TRITON_INTERPRET=1, set by tests/conftest.py before triton is first
 imported).  The interpreter has no libdevice, so ties that go through a transcendental
 (β ≠ 0) are checked for Triton on CUDA only; see docs/kernels.md.
 """
 
-import os
-
 import pytest
 import torch
 
-CUDA = torch.cuda.is_available()
-if not CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from arlif import kernels
+from arlif.errors import ConfigError
+from arlif.kernels import cpu as cpu_engine
+from arlif.neurons import NEURONS, build_neuron
 
-from arlif import kernels  # noqa: E402
-from arlif.errors import ConfigError  # noqa: E402
-from arlif.kernels import cpu as cpu_engine  # noqa: E402
-from arlif.neurons import NEURONS, build_neuron  # noqa: E402
+CUDA = torch.cuda.is_available()  # without it, tests/conftest.py sets TRITON_INTERPRET=1
 
 DEVICE = {"cpu": "cpu", "triton": "cuda" if CUDA else "cpu"}
 FUSED = ["cpu", "triton"] if kernels.triton_installed() else ["cpu"]
