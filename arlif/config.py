@@ -51,6 +51,18 @@ def _optional_positive_int(cfg, key: str) -> None:
         _positive_int(cfg, key)
 
 
+def check_number(cfg, key: str, low: float = -float("inf"), high: float = float("inf"),
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """The number at `key`, or a ConfigError naming the key and the allowed interval."""
+    value = OmegaConf.select(cfg, key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{key}={value!r} must be a number in {interval}")
+    return value
+
+
 def _boolean(cfg, key: str) -> None:
     value = OmegaConf.select(cfg, key)
     if not isinstance(value, bool):
@@ -81,14 +93,11 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "neuron.name", NEURONS)
     _choice(cfg, "model.bn_mode", BN_MODES)
     _choice(cfg, "neuron.backend", BACKENDS)
-    if not 0.0 <= cfg.neuron.decay <= 1.0:
-        raise ConfigError(f"neuron.decay={cfg.neuron.decay} must lie in [0, 1]")
-    if cfg.neuron.surrogate_width <= 0:
-        raise ConfigError(f"neuron.surrogate_width={cfg.neuron.surrogate_width} must be > 0")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.model.dropout} must lie in [0, 1)")
+    check_number(cfg, "neuron.decay", 0.0, 1.0)
+    check_number(cfg, "neuron.v_threshold", 0.0, low_open=True)
+    check_number(cfg, "neuron.surrogate_width", 0.0, low_open=True)
+    check_number(cfg, "model.dropout", 0.0, 1.0, high_open=True)
     _choice(cfg, "logger.name", LOGGERS)
     if cfg.logger.name == "wandb":
         _choice(cfg, "logger.mode", WANDB_MODES)
-    if not 0.0 <= cfg.dataset.val_fraction < 1.0:
-        raise ConfigError(f"dataset.val_fraction={cfg.dataset.val_fraction} must lie in [0, 1)")
+    check_number(cfg, "dataset.val_fraction", 0.0, 1.0, high_open=True)

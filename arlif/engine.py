@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from arlif import distributed
-from arlif.monitor import FiringRateMonitor
+from arlif.monitor import FiringRateMonitor, mean_rate
 from arlif.neurons import neuron_layers
 from arlif.runtime import Precision, is_main_process
 
@@ -169,23 +169,26 @@ class Trainer:
         """
         distributed.broadcast_buffers(self.model)
         self.model.eval()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Device-side sums: no host sync per batch; read once after the loop.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
         with FiringRateMonitor(self.model) as monitor:
             total = self._total(loader, self.limit_test_batches)
             for x, y in self._bar(itertools.islice(loader, total), total, desc):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
                 logits = self._forward(self.model, x)
-                loss_sum += self.loss_fn(logits, y).item() * y.shape[0]
-                correct += (logits.sum(0).argmax(-1) == y).sum().item()
+                loss_sum += self.loss_fn(logits, y).double() * y.shape[0]
+                correct += (logits.sum(0).argmax(-1) == y).sum()
                 seen += y.shape[0]
+        loss_sum, correct = loss_sum.item(), int(correct.item())
         rates = monitor.rates()
         if distributed.is_distributed():
             loss_sum, correct, seen, rates = self._combine(loss_sum, correct, seen, rates,
                                                            [name for name, _ in monitor.layers])
-        mean_rate = sum(rates.values()) / len(rates) if rates else 0.0
         return {"loss": loss_sum / max(seen, 1), "acc": 100.0 * correct / max(seen, 1), "samples": seen,
-                "firing_rate": mean_rate, "firing_rates": rates}
+                "firing_rate": mean_rate(rates), "firing_rates": rates}
 
     def _combine(self, loss_sum: float, correct: int, seen: int, rates: dict, layers: list) -> tuple:
         """Sums over all processes; a layer's rate is the sample-weighted mean of the processes' rates

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from arlif.config import check_number
 from arlif.errors import ConfigError
 
 MSE_TARGETS = ("constant", "onehot")
@@ -57,11 +58,10 @@ def build_loss(cfg) -> TETMSELoss:
     c = cfg.loss
     if c.name != "tet_mse":
         raise ConfigError(f"loss.name={c.name!r} is unknown; the only loss is 'tet_mse'")
-    if c.tet_weight < 0 or c.mse_weight < 0 or c.tet_weight + c.mse_weight == 0:
-        raise ConfigError(f"loss.tet_weight={c.tet_weight} and loss.mse_weight={c.mse_weight} must be >= 0 "
-                          "and not both 0")
+    if check_number(cfg, "loss.tet_weight", 0.0) + check_number(cfg, "loss.mse_weight", 0.0) == 0:
+        raise ConfigError("loss.tet_weight and loss.mse_weight are both 0: nothing would be trained")
     if c.mse_target not in MSE_TARGETS:
         raise ConfigError(f"loss.mse_target={c.mse_target!r} is not one of {list(MSE_TARGETS)}")
-    if not 0.0 <= c.label_smoothing < 1.0:
-        raise ConfigError(f"loss.label_smoothing={c.label_smoothing} must lie in [0, 1)")
+    check_number(cfg, "loss.phi")
+    check_number(cfg, "loss.label_smoothing", 0.0, 1.0, high_open=True)
     return TETMSELoss(c.tet_weight, c.mse_weight, c.mse_target, c.phi, c.label_smoothing)

@@ -47,5 +47,9 @@ class FiringRateMonitor:
 
     def mean_rate(self) -> float:
         """Unweighted mean of the per-layer rates (0.0 before any input)."""
-        rates = list(self.rates().values())
-        return sum(rates) / len(rates) if rates else 0.0
+        return mean_rate(self.rates())
+
+
+def mean_rate(rates: dict[str, float]) -> float:
+    """Unweighted mean over layers of a {layer: rate} dict (0.0 when empty)."""
+    return sum(rates.values()) / len(rates) if rates else 0.0

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import torch
 from timm.optim import param_groups_weight_decay
+from omegaconf import OmegaConf
 from torch import nn
 
+from arlif.config import check_number
 from arlif.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -22,10 +24,17 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     c = cfg.optimizer
     if c.name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name={c.name!r} is not one of {list(OPTIMIZERS)}")
-    if c.lr <= 0:
-        raise ConfigError(f"optimizer.lr={c.lr} must be > 0")
-    if c.weight_decay < 0:
-        raise ConfigError(f"optimizer.weight_decay={c.weight_decay} must be >= 0")
+    check_number(cfg, "optimizer.lr", 0.0, low_open=True)
+    check_number(cfg, "optimizer.weight_decay", 0.0)
+    if c.name == "sgd":
+        check_number(cfg, "optimizer.momentum", 0.0, 1.0, high_open=True)
+        if not isinstance(c.nesterov, bool):
+            raise ConfigError(f"optimizer.nesterov={c.nesterov!r} must be true or false")
+    elif OmegaConf.is_list(c.betas) and len(c.betas) == 2:
+        for i in range(2):
+            check_number(cfg, f"optimizer.betas.{i}", 0.0, 1.0, high_open=True)
+    else:
+        raise ConfigError(f"optimizer.betas={c.betas!r} must be a list of two numbers in [0, 1)")
     if c.decay_all_params:
         params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": c.weight_decay}]
     else:
@@ -40,6 +49,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg) -> torch.optim.lr_sch
     c = cfg.scheduler
     if c.name not in SCHEDULERS:
         raise ConfigError(f"scheduler.name={c.name!r} is not one of {list(SCHEDULERS)}")
-    if c.t_max < 1:
-        raise ConfigError(f"scheduler.t_max={c.t_max} must be >= 1 (epochs)")
+    if isinstance(c.t_max, bool) or not isinstance(c.t_max, int) or c.t_max < 1:
+        raise ConfigError(f"scheduler.t_max={c.t_max!r} must be a positive integer (epochs)")
+    check_number(cfg, "scheduler.eta_min", 0.0)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.t_max, eta_min=c.eta_min)

@@ -74,13 +74,22 @@ BAD = [
     ("optimizer.name=lion", "optimizer.name='lion'"),
     ("optimizer.lr=0", "optimizer.lr=0"),
     ("logger.mode=sometimes", "logger.mode='sometimes'"),
+    ("neuron.decay=abc", "neuron.decay='abc' must be a number in [0, 1]"),
+    ("neuron.v_threshold=abc", "neuron.v_threshold='abc'"),
+    ("model.dropout=x", "model.dropout='x'"),
+    ("optimizer.lr=abc", "optimizer.lr='abc'"),
+    ("optimizer=sgd optimizer.momentum=-1", "optimizer.momentum=-1"),
+    ("optimizer=adamw optimizer.betas=3", "optimizer.betas=3"),
+    ("scheduler.eta_min=-0.1", "scheduler.eta_min=-0.1"),
+    ("loss.phi=one", "loss.phi='one'"),
+    ("loss.tet_weight=abc", "loss.tet_weight='abc'"),
     ("experiment.name=${nope}", "cannot be resolved"),
 ]
 
 
 @pytest.mark.parametrize("override, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_value_is_a_config_error_naming_the_key(override, message, tmp_path):
-    cfg = compose(["experiment=quickstart", "logger=wandb", override])
+    cfg = compose(["experiment=quickstart", "logger=wandb", *override.split()])
     with pytest.raises(ConfigError) as err:
         train(cfg, tmp_path)
     assert message in str(err.value)
