@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from itertools import combinations
@@ -138,6 +139,14 @@ def parameter_history(rows: Sequence[dict]) -> dict:
             for layer, value in params[kind].items():
                 out[kind].setdefault(layer, []).append(value)
     return out
+
+
+def write_rows(rows: Sequence[dict], path: Path, columns: Optional[Sequence[str]] = None) -> None:
+    """Write dict rows as CSV (columns: the first row's keys unless given; csv writes None as empty)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns or rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_metrics(path: Path) -> list[dict]:

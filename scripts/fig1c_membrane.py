@@ -14,7 +14,6 @@ fig1c_membrane.csv (means over step pairs) and fig1c_membrane.json (all pairs).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arlif.analysis import log_figure, membrane_potentials, perturbed_normal_inputs, step_distances  # noqa: E402
+from arlif.analysis import (log_figure, membrane_potentials, perturbed_normal_inputs, step_distances,  # noqa: E402
+                            write_rows)
 from arlif.cli import run_cli  # noqa: E402
 from arlif.errors import ConfigError  # noqa: E402
 from arlif.neurons import NEURONS  # noqa: E402
@@ -85,10 +85,7 @@ def main(args: argparse.Namespace) -> str:
     plot(potentials, distances, png)
     rows = [{"neuron": n, "js_divergence_mean": d["js_mean"], "wasserstein_mean": d["wasserstein_mean"]}
             for n, d in distances.items()]
-    with open(args.out / "fig1c_membrane.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, args.out / "fig1c_membrane.csv")
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "log_wandb")}
     (args.out / "fig1c_membrane.json").write_text(json.dumps({"settings": settings, "distances": distances}, indent=2))
     if args.log_wandb:

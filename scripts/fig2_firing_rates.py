@@ -13,7 +13,6 @@ Writes fig2_firing_rates.png and fig2_firing_rates.csv (one row per run and laye
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from arlif.analysis import evaluate_runs, log_figure, run_labels, split_overrides  # noqa: E402
+from arlif.analysis import evaluate_runs, log_figure, run_labels, split_overrides, write_rows  # noqa: E402
 from arlif.cli import run_cli  # noqa: E402
 
 
@@ -71,10 +70,7 @@ def main(args: argparse.Namespace) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     png, csv_path = args.out / "fig2_firing_rates.png", args.out / "fig2_firing_rates.csv"
     plot(rows, labels, png)
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, csv_path)
     if args.log_wandb:
         log_figure(args.log_wandb, "fig2_firing_rates", png, rows, args.out)
     means = "\n".join(f"{label:>24}  mean firing rate {r['firing_rate']:.4f}  test acc {r['test_acc']:.2f}"

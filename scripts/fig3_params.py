@@ -11,7 +11,6 @@ Writes fig3_params.png and fig3_params.csv (one row per epoch, parameter and lay
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arlif.analysis import log_figure, parameter_history, read_metrics, read_wandb_history  # noqa: E402
+from arlif.analysis import log_figure, parameter_history, read_metrics, read_wandb_history, write_rows  # noqa: E402
 from arlif.cli import run_cli  # noqa: E402
 from arlif.errors import ConfigError, DataError  # noqa: E402
 
@@ -70,10 +69,7 @@ def main(args: argparse.Namespace) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     png, csv_path = args.out / "fig3_params.png", args.out / "fig3_params.csv"
     plot(history, png)
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, csv_path)
     if args.log_wandb:
         log_figure(args.log_wandb, "fig3_params", png, rows, args.out)
     return (f"{len(history['alpha'])} layers over {len(history['epoch'])} epochs from {source}\n"

@@ -15,13 +15,12 @@ Writes energy.md (also printed) and energy.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
-from arlif.analysis import evaluate_runs, split_overrides  # noqa: E402
+from arlif.analysis import evaluate_runs, split_overrides, write_rows  # noqa: E402
 from arlif.cli import run_cli  # noqa: E402
 from arlif.errors import DataError  # noqa: E402
 from arlif.paper import DATASETS, MODELS, TABLE3  # noqa: E402
@@ -80,10 +79,7 @@ def main(args: argparse.Namespace) -> str:
         ours = our_row(result)
         rows += [ours] + [r for r in [paper_row(ours)] if r is not None]
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "energy.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    write_rows(rows, args.out / "energy.csv", COLUMNS)
     markdown = to_markdown(rows)
     (args.out / "energy.md").write_text(markdown)
     return f"{markdown}\nwritten to {args.out}/ (energy.md, energy.csv)"
