@@ -173,15 +173,23 @@ def read_wandb_history(run_path: str, api=None) -> list[dict]:
 
 def log_figure(project: str, name: str, image: Path, rows: Sequence[dict], out_dir: Path) -> None:
     """Log a figure and its numbers as a W&B run of `project` ("[entity/]project"); warn on failure."""
+    log_figures(project, name, {name: image}, {f"{name}_data": rows}, out_dir)
+
+
+def log_figures(project: str, name: str, images: dict[str, Path], tables: dict[str, Sequence[dict]],
+                out_dir: Path) -> None:
+    """Log images and row tables (by key) as one W&B run `name` of `project`; warn on failure."""
     try:
         import wandb
 
         entity, _, proj = project.rpartition("/")
         run = wandb.init(project=proj, entity=entity or None, name=name, job_type="figure", dir=str(out_dir),
                          mode=resolve_wandb_mode("auto"))
-        columns = list(rows[0]) if rows else []
-        run.log({name: wandb.Image(str(image)),
-                 f"{name}_data": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
+        logged = {key: wandb.Image(str(image)) for key, image in images.items()}
+        for key, rows in tables.items():
+            columns = list(rows[0]) if rows else []
+            logged[key] = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
+        run.log(logged)
         run.finish()
     except Exception as exc:  # W&B is optional: the files on disk are the result
         log.warning("could not log %s to W&B (%s: %s); the files are written", name, type(exc).__name__, exc)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from arlif.errors import CheckpointError
 
@@ -23,24 +24,25 @@ LAST = "last.pt"
 BEST = "best.pt"
 
 
-def _replace_atomically(tmp: Path, path: Path) -> None:
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` writes the file's new content to `<path>.tmp`, which is flushed to disk and renamed over
+    `path`: a kill at any moment leaves either the old or the new file whole, never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """Write `state` to `path` through a temporary file, so a crash keeps the old file whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    _replace_atomically(tmp, path)
+    """Write `state` to `path` atomically (write_atomically)."""
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def copy_checkpoint(src: Path, dst: Path) -> None:
     """Atomically copy a checkpoint file (e.g. last.pt -> best.pt) without re-serialising it."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    _replace_atomically(tmp, dst)
+    write_atomically(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -80,3 +82,32 @@ def find_resume_checkpoint(resume: Optional[str], run_dir: Path) -> Optional[Pat
     if not path.is_file():
         raise CheckpointError(f"trainer.resume={resume}: no checkpoint at {path}")
     return path
+
+
+# The config keys that decide a network's parameter names and shapes (arlif.pipeline.build_model).
+SHAPE_KEYS = ("model.name", "neuron.name", "dataset.num_classes", "dataset.in_channels", "dataset.image_size")
+
+
+def check_model_fits(model: torch.nn.Module, state: dict, path: Path, config: DictConfig, shown: int = 3) -> None:
+    """Raise one CheckpointError line unless the checkpoint's weights load into `model` (built from `config`)
+    as they are.
+
+    The message names the first `shown` parameters whose shapes differ (or that only one side has)
+    and the checkpoint's own values of the SHAPE_KEYS that differ from `config`, which are what to
+    pass to build the network the checkpoint holds.  For resume and eval alike.
+    """
+    theirs, ours = state["model"], model.state_dict()
+    problems = [f"{k}: checkpoint {list(theirs[k].shape)} vs model {list(v.shape)}"
+                for k, v in ours.items() if k in theirs and tuple(theirs[k].shape) != tuple(v.shape)]
+    problems += [f"{k}: not in the checkpoint" for k in ours if k not in theirs]
+    problems += [f"{k}: not in the model" for k in theirs if k not in ours]
+    if not problems:
+        return
+    more = f" and {len(problems) - shown} more" if len(problems) > shown else ""
+    stored = OmegaConf.create(state["config"])
+    keys = [f"{k}={OmegaConf.select(stored, k)}" for k in SHAPE_KEYS
+            if OmegaConf.select(stored, k) != OmegaConf.select(config, k)]
+    fix = (f"pass the checkpoint's {' '.join(keys)}" if keys else
+           "its config builds this same network, so it was written by another version of arlif's models")
+    raise CheckpointError(f"checkpoint {path} does not fit {config.model.name} with {config.neuron.name} neurons: "
+                          f"{'; '.join(problems[:shown])}{more}; {fix}")

@@ -1,33 +1,73 @@
 """Entry-point helpers: user errors and stopped runs become one message and a documented exit code.
 
-Exit codes of train.py (docs/scaling.md): 0 finished; 2 a user error (config, data, checkpoint);
-3 stopped by a signal after saving a checkpoint (continue with trainer.resume=auto); 4 stopped
-because the loss became nan or inf (the last good checkpoint is kept).
+Exit codes of train.py (docs/scaling.md): 0 finished; 2 a user error (config, data, checkpoint, a
+mistyped override, a run folder another run holds); 3 stopped by a signal or Ctrl-C after saving a
+checkpoint (continue with trainer.resume=auto); 4 stopped because the loss became nan or inf (the
+last good checkpoint is kept); 130 aborted by a second Ctrl-C, or by Ctrl-C before training began.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 from arlif.errors import ConfigError, UserError
 
 R = TypeVar("R")
 
+EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 3
 EXIT_DIVERGED = 4
+EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(task: Callable[[], R]) -> R:
-    """Run `task`; on a UserError print `error: <message>` to stderr and exit with its code."""
+def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None) -> R:
+    """Run `task`; on a UserError print `error: <message>` to stderr and exit with its code.
+
+    A KeyboardInterrupt (Ctrl-C before training, or a second one during it) exits with 130 and one
+    line.  `on_error` runs first in both cases (train.py: remove the folder of a failed start).
+    """
     try:
         return task()
     except UserError as err:
+        if on_error is not None:
+            on_error()
         print(f"error: {_user_message(err)}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        if on_error is not None:
+            on_error()
+        print("aborted by Ctrl-C: nothing more was saved (a run's last.pt, if any, is kept)", file=sys.stderr)
+        sys.exit(EXIT_ABORTED)
+
+
+def run_hydra(main: Callable[[], None]) -> None:
+    """Call a `@hydra.main` function; a mistyped override or unknown config option exits 2 with one
+    `error:` line that keeps Hydra's advice (the available options, the `+key=value` hint)."""
+    from hydra.errors import CompactHydraException
+
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra then raises its errors instead of printing them
+    try:
+        main()
+    except CompactHydraException as err:
+        print(f"error: {hydra_message(err)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def hydra_message(err: Exception) -> str:
+    """Hydra's multi-line error text as one line: option lists joined by commas, the search path dropped."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    text = str(err).split("Config search path:")[0]
+    text = re.sub(r"\n\t", ", ", text).replace(":, ", ": ")
+    message = "; ".join(line.strip().rstrip(".") for line in text.splitlines() if line.strip())
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        message += f" ({str(err.__cause__).splitlines()[0]})"
+    return message
 
 
 def _user_message(err: UserError) -> str:
@@ -45,19 +85,23 @@ def _user_message(err: UserError) -> str:
     return text[start + len(marker):].strip() if start >= 0 else text
 
 
-def exit_as_run_ended(summary: dict, run_dir: Path, multirun: bool) -> None:
-    """Exit with the code of the run's `status` (rank 0 says why); a diverged run in a multirun returns,
-    so that the sweep goes on."""
+def exit_as_run_ended(summary: dict, run_dir: Path, sweep_dir: Optional[Path] = None) -> None:
+    """Exit with the code of the run's `status` (rank 0 says why).  In a multirun (`sweep_dir`) a stop
+    ends the sweep after this run, with the command that continues it; a diverged run returns, so that
+    the sweep goes on."""
     tell = os.environ.get("RANK", "0") == "0"
     if summary["status"] == "interrupted":
-        if tell:
+        if tell and sweep_dir is None:
             print(f"stopped: {summary['stop_reason']}; continue with trainer.resume=auto hydra.run.dir={run_dir}",
                   file=sys.stderr)
+        elif tell:
+            print(f"stopped: {summary['stop_reason']}; the sweep stops after {run_dir}. Continue it with the same "
+                  f"command plus trainer.resume=auto hydra.sweep.dir={sweep_dir}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     if summary["status"] == "diverged":
         if tell:
             print(f"error: {summary['stop_reason']}", file=sys.stderr)
-        if not multirun:
+        if sweep_dir is None:
             sys.exit(EXIT_DIVERGED)
 
 

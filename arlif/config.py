@@ -80,15 +80,18 @@ def validate(cfg: DictConfig) -> None:
     for key in ("T", "batch_size", "trainer.epochs", "dataset.num_classes", "dataset.in_channels",
                 "dataset.image_size"):
         _positive_int(cfg, key)
-    for key in ("trainer.limit_train_batches", "trainer.limit_test_batches"):
+    for key in ("trainer.limit_train_batches", "trainer.limit_test_batches", "trainer.overfit_batches",
+                "trainer.profile_steps", "trainer.profile_warmup"):
         _optional_positive_int(cfg, key)
+    if OmegaConf.select(cfg, "trainer.detect_anomaly") is not None:  # absent from older checkpoints' configs
+        _boolean(cfg, "trainer.detect_anomaly")
     for key in ("trainer.deterministic", "trainer.progress_bar", "trainer.sync_batchnorm"):
         _boolean(cfg, key)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
-    if isinstance(cfg.trainer.num_workers, bool) or not isinstance(cfg.trainer.num_workers, int) \
-            or cfg.trainer.num_workers < 0:
-        raise ConfigError(f"trainer.num_workers={cfg.trainer.num_workers!r} must be an integer >= 0")
+    workers = cfg.trainer.num_workers
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"trainer.num_workers={workers!r} must be auto or an integer >= 0")
     _choice(cfg, "model.name", MODELS)
     _choice(cfg, "neuron.name", NEURONS)
     _choice(cfg, "model.bn_mode", BN_MODES)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler, RandomSampler, Sampler
 
+from arlif.data.sample_seeds import sample_seed
 from arlif.models.layers import SeqBatchNorm2d
 
 T = TypeVar("T")
@@ -121,13 +122,15 @@ def broadcast_buffers(module: nn.Module) -> None:
             dist.broadcast(buffer, src=0)
 
 
-class EpochBatches(Sampler[list[int]]):
+class EpochBatches(Sampler[list[tuple[int, int]]]):
     """The training batches of one epoch: shuffled by (seed, epoch) alone, this process's share, whole batches.
 
     One process: torch's RandomSampler drawing from `generator`, which is reseeded with seed + epoch
     (the DataLoader draws its worker seed from it too).  Several: DistributedSampler(seed, drop_last),
     so that every process gets as many batches as the others.  `start(epoch, done)` selects the epoch
     and skips the `done` batches that a run resumed in mid-epoch has already trained on.
+    A batch is a list of (sample index, sample seed) pairs for arlif.data.sample_seeds.SeededSamples,
+    the seed a function of (seed, epoch, rank, position in the epoch) only.
     `len()` is the whole epoch's number of batches.
     """
 
@@ -137,16 +140,18 @@ class EpochBatches(Sampler[list[int]]):
         else:
             self.order = RandomSampler(dataset, generator=generator)
         self.batches = BatchSampler(self.order, batch_size, drop_last=True)
-        self.seed, self.generator, self.done = seed, generator, 0
+        self.seed, self.generator, self.epoch, self.done = seed, generator, 0, 0
 
     def start(self, epoch: int, done: int = 0) -> None:
         self.generator.manual_seed(self.seed + epoch + rank() * _RANK_SEED_STRIDE)
         if isinstance(self.order, DistributedSampler):
             self.order.set_epoch(epoch)
-        self.done = done
+        self.epoch, self.done = epoch, done
 
     def __iter__(self):
-        return itertools.islice(iter(self.batches), self.done, None)
+        r = rank()
+        for b, batch in itertools.islice(enumerate(self.batches), self.done, None):
+            yield [(index, sample_seed(self.seed, self.epoch, r, b, k)) for k, index in enumerate(batch)]
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -25,10 +25,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, random_split
 
-from arlif import distributed
-from arlif.checkpoint import BEST, LAST, copy_checkpoint, find_resume_checkpoint, load_checkpoint, save_checkpoint
+from arlif import distributed, runlock
+from arlif.checkpoint import (BEST, LAST, check_model_fits, copy_checkpoint, find_resume_checkpoint, load_checkpoint,
+                              save_checkpoint)
 from arlif.config import resolve, validate
 from arlif.data import DataBundle, build_data
+from arlif.data.sample_seeds import SeededSamples
+from arlif.debugging import anomaly_detection, fixed_batches_loader, log_overfit_verdict, overfit_verdict
 from arlif.energy import SynapticOpCounter
 from arlif.engine import Trainer, count_parameters, neuron_parameters
 from arlif.errors import CheckpointError, ConfigError
@@ -36,8 +39,10 @@ from arlif.loss import build_loss
 from arlif.models import create_model
 from arlif.optim import build_optimizer, build_scheduler
 from arlif.preemption import StopSignals, ignore_stop_signals
-from arlif.runtime import (configure_determinism, is_main_process, resolve_device, resolve_precision, rng_state,
-                           seed_everything, set_rng_state)
+from arlif.profiling import StepProfiler
+from arlif.runtime import (configure_determinism, is_main_process, resolve_device, resolve_num_workers,
+                           resolve_precision, rng_state, seed_everything, set_rng_state)
+from arlif.search.trial import trial_reporter
 from arlif.tracking import RunRecorder, write_json
 
 log = logging.getLogger(__name__)
@@ -104,20 +109,21 @@ def load_data(cfg: DictConfig) -> tuple[DataBundle, Dataset, Optional[Dataset]]:
 
 
 def _loader(dataset: Dataset, cfg: DictConfig, device: torch.device, **kwargs) -> DataLoader:
-    return DataLoader(dataset, num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda",
-                      worker_init_fn=ignore_stop_signals, **kwargs)
+    return DataLoader(dataset, num_workers=resolve_num_workers(cfg.trainer.num_workers),
+                      pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals, **kwargs)
 
 
 def make_train_loader(dataset: Dataset, cfg: DictConfig, device: torch.device,
                       generator: torch.Generator) -> DataLoader:
     """This process's shuffled batches of `dataset`, whole batches only (batch norm needs > 1 sample);
-    call `loader.batch_sampler.start(epoch)` before each epoch (see arlif.distributed.EpochBatches)."""
+    call `loader.batch_sampler.start(epoch)` before each epoch (see arlif.distributed.EpochBatches).
+    Each sample's augmentation draws from its own seed (arlif.data.sample_seeds), whatever the workers."""
     batches = distributed.EpochBatches(dataset, cfg.batch_size, cfg.seed, generator)
     if len(batches) == 0:
         share = len(dataset) // distributed.world_size()
         raise ConfigError(f"batch_size={cfg.batch_size} (per process) is larger than the {share} training samples "
                           f"of each of the {distributed.world_size()} processes")
-    return _loader(dataset, cfg, device, batch_sampler=batches, generator=generator)
+    return _loader(SeededSamples(dataset), cfg, device, batch_sampler=batches, generator=generator)
 
 
 def make_test_loader(dataset: Dataset, cfg: DictConfig, device: torch.device) -> DataLoader:
@@ -150,7 +156,8 @@ def _check_same_network(state: dict, cfg: DictConfig, path: Path) -> None:
                               "resume with the checkpoint's model and neuron, or start a new run folder")
 
 
-def _restore(trainer: Trainer, scheduler, state: dict, path: Path) -> None:
+def _restore(trainer: Trainer, scheduler, state: dict, path: Path, cfg: DictConfig) -> None:
+    check_model_fits(trainer.model, state, path, cfg)
     try:
         trainer.load_state_dict(state)
         scheduler.load_state_dict(state["scheduler"])
@@ -173,8 +180,8 @@ class TrainingRun:
     With several processes, every process builds one and calls the same methods.
     """
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device, holder: Optional[dict] = None):
+        self.cfg, self.run_dir, self.holder = cfg, Path(run_dir), holder  # holder: arlif.runlock's record
         precision = resolve_precision(cfg.trainer.precision, device)
         resume_path = find_resume_checkpoint(resume_setting(cfg), self.run_dir)
         state = load_checkpoint(resume_path) if resume_path else None
@@ -189,7 +196,9 @@ class TrainingRun:
         loss_fn = build_loss(cfg)
         bundle, train_set, val_set = load_data(cfg)
         self.generator = torch.Generator()
-        self.train_loader = make_train_loader(train_set, cfg, device, self.generator)
+        overfit = cfg.trainer.overfit_batches is not None  # fixed batches, no batch mixing (arlif.debugging)
+        self.train_loader = (fixed_batches_loader(train_set, cfg) if overfit
+                             else make_train_loader(train_set, cfg, device, self.generator))
         self.test_loader = make_test_loader(bundle.test, cfg, device)
         self.val_loader = make_test_loader(val_set, cfg, device) if val_set is not None else None
 
@@ -198,12 +207,13 @@ class TrainingRun:
         if distributed.is_distributed():
             parallel = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         self.trainer = Trainer(model, loss_fn, optimizer, device, precision, cfg.T, bundle.temporal,
-                               bundle.batch_transform, cfg.trainer.progress_bar, cfg.trainer.limit_train_batches,
-                               cfg.trainer.limit_test_batches, train_module=parallel)
+                               None if overfit else bundle.batch_transform, cfg.trainer.progress_bar,
+                               cfg.trainer.limit_train_batches, cfg.trainer.limit_test_batches, train_module=parallel)
+        self.profiler = StepProfiler(cfg, self.run_dir, model, loss_fn, device, precision, len(self.train_loader))
         self.progress = {"epoch": 0, "best": {"test": None, "val": None}, "last_test_acc": None,
                          "wall_time_s": 0.0, "wandb_id": None, "partial_epoch": None}
         if state is not None:
-            _restore(self.trainer, self.scheduler, state, resume_path)
+            _restore(self.trainer, self.scheduler, state, resume_path, cfg)
             missing = [k for k in (*self.progress, "rng") if k not in state]
             if missing:
                 raise CheckpointError(f"checkpoint {resume_path} lacks {missing}: it was written by an older "
@@ -215,6 +225,7 @@ class TrainingRun:
         self.recorder = RunRecorder(cfg, self.run_dir, self.progress["wandb_id"])
         self.recorder.truncate_metrics(self.progress["epoch"])
         self.progress["wandb_id"] = self.recorder.wandb_id
+        self.trial = trial_reporter(cfg)  # None unless this run is a trial of a hyperparameter search
         self.params = count_parameters(model)
         self.git_commit = git_commit()
         if state is not None:
@@ -227,12 +238,12 @@ class TrainingRun:
     @staticmethod
     def _build_model(cfg: DictConfig, device: torch.device) -> nn.Module:
         model = build_model(cfg)
-        if not (cfg.trainer.sync_batchnorm and distributed.is_distributed()):
+        if not cfg.trainer.sync_batchnorm:
             return model
         if device.type != "cuda":
             raise ConfigError("trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
                               "version); leave it false on the CPU")
-        return distributed.convert_sync_batchnorm(model)
+        return distributed.convert_sync_batchnorm(model) if distributed.is_distributed() else model
 
     def _best_epoch(self) -> Optional[int]:
         """The epoch best.pt holds: the best validation epoch with a validation split, else the best test epoch."""
@@ -265,11 +276,14 @@ class TrainingRun:
         return partial["ranks"][distributed.rank()]
 
     def status(self) -> str:
-        """finished | diverged (non-finite loss) | interrupted (stopped by a signal) | running (or killed)."""
+        """finished | diverged (non-finite loss) | pruned (a search's pruner stopped it) | interrupted (stopped by
+        a signal) | running (or killed)."""
         if self.progress["epoch"] == self.cfg.trainer.epochs:
             return "finished"
         if self.trainer.diverged:
             return "diverged"
+        if self.trial is not None and self.trial.pruned:
+            return "pruned"
         return "interrupted" if self.trainer.stop_reason is not None else "running"
 
     def summary(self) -> dict:
@@ -282,10 +296,15 @@ class TrainingRun:
                "epochs_completed": p["epoch"], "epochs": cfg.trainer.epochs,
                "finished": p["epoch"] == cfg.trainer.epochs,
                "status": self.status(), "stop_reason": self.trainer.stop_reason, "params": self.params,
-               "processes": distributed.world_size(), "wall_time_s": p["wall_time_s"], "git_commit": self.git_commit}
+               "processes": distributed.world_size(), "wall_time_s": p["wall_time_s"], "git_commit": self.git_commit,
+               "holder": self.holder}
         if best_val is not None:
             out.update(val_acc_best=best_val["acc"], val_best_epoch=best_val["epoch"],
                        test_acc_at_val_best=best_val["test_acc"])
+        if self.trial is not None:
+            out["trial"] = self.trial.describe(out["status"])
+        if cfg.trainer.overfit_batches is not None:
+            out["overfit"] = overfit_verdict(self.run_dir / "metrics.jsonl", cfg)
         return out
 
     def save(self) -> None:
@@ -302,13 +321,15 @@ class TrainingRun:
         resume = self._resume_point(epoch)
         self.train_loader.batch_sampler.start(epoch, resume["batches"] if resume else 0)
         lr = trainer.optimizer.param_groups[0]["lr"]
-        fit = trainer.train_epoch(self.train_loader, desc=f"epoch {epoch}/{self.cfg.trainer.epochs}", resume=resume)
+        with self.profiler.profile(self.train_loader) as loader:  # the loader itself unless profiling
+            fit = trainer.train_epoch(loader, desc=f"epoch {epoch}/{self.cfg.trainer.epochs}", resume=resume)
         if not fit["complete"]:
             if trainer.diverged:
                 last = self.run_dir / LAST
                 kept = f"the last good checkpoint, {last}, is kept" if last.exists() else "no checkpoint was written"
-                trainer.stop_reason = (f"{trainer.stop_reason} in epoch {epoch}; {kept}. Lower optimizer.lr, "
-                                       "or train in full precision (trainer.precision=fp32)")
+                advice = "Lower optimizer.lr" + ("" if trainer.precision.dtype is None else
+                                                 ", or train in full precision (trainer.precision=fp32)")
+                trainer.stop_reason = f"{trainer.stop_reason} in epoch {epoch}; {kept}. {advice}"
             else:
                 self.progress["partial_epoch"] = {"epoch": epoch,
                                                   "ranks": distributed.all_gather_object(fit["progress"])}
@@ -341,9 +362,11 @@ class TrainingRun:
         if is_main_process() and self._best_epoch() == epoch:
             copy_checkpoint(self.run_dir / LAST, self.run_dir / BEST)
         self.recorder.write_summary(self.summary())
-        log.info("epoch %d/%d lr %.4g | train loss %.4f acc %.2f | test loss %.4f acc %.2f (best %.2f @%d) | "
+        val = (f"val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.2f} (best {best['val']['acc']:.2f} "
+               f"@{best['val']['epoch']}) | " if "val_acc" in metrics else "")
+        log.info("epoch %d/%d lr %.4g | train loss %.4f acc %.2f | %stest loss %.4f acc %.2f (best %.2f @%d) | "
                  "%.1fs %.0f img/s | firing rate %.4f", epoch, self.cfg.trainer.epochs, metrics["lr"],
-                 metrics["train_loss"], metrics["train_acc"], metrics["test_loss"], metrics["test_acc"],
+                 metrics["train_loss"], metrics["train_acc"], val, metrics["test_loss"], metrics["test_acc"],
                  best["test"]["acc"], best["test"]["epoch"], metrics["epoch_time_s"], metrics["images_per_s"],
                  metrics["firing_rate"])
 
@@ -357,6 +380,9 @@ class TrainingRun:
             if metrics is None:
                 break
             self.record(metrics, before + time.perf_counter() - started)
+            if self.trial is not None and self.trial.should_prune(metrics, self.summary()):
+                self.trainer.request_stop(self.trial.pruned)
+                break
         self.progress["wall_time_s"] = before + time.perf_counter() - started
         status = self.status()
         if status == "diverged":
@@ -370,6 +396,9 @@ class TrainingRun:
         result = self.summary()
         self.recorder.write_summary(result)
         self.recorder.close()
+        if "overfit" in result:
+            log_overfit_verdict(result["overfit"])
+        self.profiler.log_report(log)
         return result
 
 
@@ -378,17 +407,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     Config errors, including a model that does not fit the input, come before any data is read
     or device touched.  Under torchrun (or a multi-task SLURM job) every process calls this and
-    rank 0's `run_dir` is the run's.  SIGTERM, SIGUSR1 and SIGUSR2 stop the run with a checkpoint
-    (arlif.preemption); the summary's `status` says how it ended.
+    rank 0's `run_dir` is the run's, which rank 0 holds (arlif.runlock).  SIGTERM, SIGUSR1, SIGUSR2
+    and Ctrl-C stop the run with a checkpoint (arlif.preemption); the summary's `status` says how it ended.
     """
     cfg = resolve(cfg)
     validate(cfg)
     check_model(cfg)
     with distributed.session(resolve_device(cfg.trainer.device)) as device:
-        run = TrainingRun(cfg, distributed.broadcast_object(Path(run_dir)), device)
-        with StopSignals(run.trainer.request_stop) as signals:
-            summary = run.fit()
-        distributed.barrier()  # rank 0 has written everything before any process leaves
+        run_dir = distributed.broadcast_object(Path(run_dir))
+        with runlock.hold(run_dir) as holder:  # one run per folder (RunFolderBusy otherwise)
+            run = TrainingRun(cfg, run_dir, device, holder)
+            with StopSignals(run.trainer.request_stop) as signals, \
+                    anomaly_detection(cfg.trainer.detect_anomaly):  # debug=anomaly
+                summary = run.fit()
+            distributed.barrier()  # rank 0 has written everything before any process leaves
     signals.hand_over()
     return summary
 
@@ -426,11 +458,8 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path, overrides: Sequence[str]
     validate(run_cfg)
     device = resolve_device(run_cfg.trainer.device)
     model = build_model(run_cfg)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit {run_cfg.model.name} with {run_cfg.neuron.name} "
-                              f"neurons: {str(exc).splitlines()[0]}") from exc
+    check_model_fits(model, state, path, run_cfg)
+    model.load_state_dict(state["model"])
     bundle, _, _ = load_data(run_cfg)
     loader = make_test_loader(bundle.test, run_cfg, device)
     model.to(device)

@@ -1,24 +1,30 @@
 """Result tables: runs' summaries grouped by paper cell, beside the published numbers.
 
 Runs come from `summary.json` files (run folders, multirun folders) or from W&B run
-summaries (the same keys).  Runs of one (experiment, dataset, model, neuron, T) are one
-group; its seeds are reduced to mean ± sample std.  A paper cell (arlif.paper) takes the
-group named `Cell.experiment`; any other group is listed under "Other runs".  A cell
-without runs stays empty: a missing number is never written as zero.
+summaries (the same keys).  Each run record carries its effective `status` (finished,
+interrupted, diverged, running, or killed: said running but nothing runs it any more;
+arlif.runlock.effective_status), which every reader of records shows.  Runs of one
+(experiment, dataset, model, neuron, T) are one group; its seeds are reduced to mean ± sample
+std.  A paper cell (arlif.paper) takes the group named `Cell.experiment`; any other group is
+listed under "Other runs".  A cell without runs stays empty: a missing number is never
+written as zero.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from arlif.errors import DataError
+from arlif.errors import ConfigError, DataError
 from arlif.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
+from arlif.runlock import effective_status
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,8 @@ MISSING = "—"
 
 
 def read_summaries(paths: Iterable[Path]) -> list[dict]:
-    """Every summary.json in or under the given files and folders."""
+    """Every summary.json in or under the given files and folders, with its effective `status`; an
+    unreadable file is skipped with a warning naming it."""
     runs = []
     for path in map(Path, paths):
         if not path.exists():
@@ -39,33 +46,65 @@ def read_summaries(paths: Iterable[Path]) -> list[dict]:
         for file in files:
             try:
                 summary = json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise DataError(f"{file} is not a readable summary.json: {exc}") from exc
-            runs.append(_run_record(summary, str(file)))
+            except (OSError, ValueError) as exc:
+                log.warning("skipping %s: it cannot be read as JSON (%s)", file, exc)
+                continue
+            if not isinstance(summary, dict):
+                log.warning("skipping %s: it is not a summary (a JSON object)", file)
+                continue
+            runs.append(_run_record(summary, str(file), effective_status(summary, file.parent)))
     return [r for r in runs if r is not None]
 
 
 def read_wandb_runs(project: str, groups: Sequence[str] = (), api=None) -> list[dict]:
     """Run summaries of a W&B project ("entity/project"), optionally only the given groups."""
-    if api is None:
-        import wandb
-
-        api = wandb.Api()
     filters = {"group": {"$in": list(groups)}} if groups else {}
     runs = []
-    for run in api.runs(project, filters=filters):
-        record = _run_record(dict(run.summary), f"wandb:{project}/{run.id}")
+    try:
+        if api is None:
+            import wandb
+
+            api = wandb.Api()
+        found = list(api.runs(project, filters=filters))
+    except Exception as exc:  # wandb raises its own types for a missing login, project or network
+        raise ConfigError(f"--wandb {project}: W&B cannot list its runs ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); check the ENTITY/PROJECT name, "
+                          "`wandb login` (or WANDB_API_KEY) and the network") from exc
+    for run in found:
+        summary = dict(run.summary)
+        status = summary.get("status")  # W&B's own heartbeat tells a run that died
+        if status == "running" and getattr(run, "state", "running") in ("crashed", "failed", "killed"):
+            status = "killed"
+        record = _run_record(summary, f"wandb:{project}/{run.id}", status)
         if record is not None:
             runs.append(record)
     return runs
 
 
-def _run_record(summary: dict, source: str) -> Optional[dict]:
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line arguments that say which runs to read (shared by make_tables.py and plot_runs.py)."""
+    parser.add_argument("paths", nargs="*", type=Path,
+                        help="run folders, multirun or study folders, or summary.json files")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of this W&B project")
+    parser.add_argument("--group", action="append", default=[], help="only these W&B groups (repeatable)")
+
+
+def read_runs(args: argparse.Namespace) -> list[dict]:
+    """The runs named by `add_source_arguments`' arguments: summary files first, then W&B."""
+    if not args.paths and not args.wandb:
+        raise ConfigError("give run folders to read, or --wandb ENTITY/PROJECT")
+    runs = read_summaries(args.paths)
+    if args.wandb:
+        runs += read_wandb_runs(args.wandb, args.group)
+    return runs
+
+
+def _run_record(summary: dict, source: str, status: Optional[str]) -> Optional[dict]:
     missing = [k for k in RUN_FIELDS if k not in summary]
     if missing:
         log.warning("skipping %s: it lacks %s (not a finished epoch of an arlif run?)", source, missing)
         return None
-    return {**{k: summary[k] for k in RUN_FIELDS}, "source": source}
+    return {**{k: summary[k] for k in RUN_FIELDS}, "status": status, "source": source}
 
 
 @dataclass
@@ -95,6 +134,14 @@ class Group:
         span = str(done[0]) if len(done) == 1 else f"{done[0]}-{done[-1]}"
         return f"{span}/{'/'.join(map(str, planned))}"
 
+    @property
+    def status(self) -> str:
+        """The runs' status, e.g. `finished` or `2 finished, 1 killed` ("?" for records without one)."""
+        counts = Counter(r.get("status") or "?" for r in self.runs)
+        if len(counts) == 1:
+            return next(iter(counts))
+        return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
 
 def group_runs(runs: Iterable[dict]) -> dict[tuple, Group]:
     """Runs by (experiment, dataset, model, neuron, T); warns when a seed repeats within a group."""
@@ -118,12 +165,12 @@ def _stats(group: Optional[Group], paper: Optional[float]) -> dict:
     """Numeric columns of one row (None where there is nothing to report)."""
     if group is None:
         return {"best_mean": None, "best_std": None, "final_mean": None, "final_std": None, "delta_best": None,
-                "runs": 0, "epochs": None}
+                "runs": 0, "epochs": None, "status": None}
     best = group.mean("test_acc_best")
     return {"best_mean": best, "best_std": group.std("test_acc_best"),
             "final_mean": group.mean("test_acc_final"), "final_std": group.std("test_acc_final"),
             "delta_best": None if best is None or paper is None else best - paper,
-            "runs": len(group.runs), "epochs": group.epochs}
+            "runs": len(group.runs), "epochs": group.epochs, "status": group.status}
 
 
 @dataclass
@@ -148,7 +195,8 @@ def build_tables(runs: Iterable[dict]) -> list[Table]:
             rows.append({**label(cell), "paper": cell.acc, **_stats(group, cell.acc), "preset": cell.preset})
         return rows
 
-    stats_cols = ["paper", "best_mean", "best_std", "final_mean", "final_std", "delta_best", "runs", "epochs"]
+    stats_cols = ["paper", "best_mean", "best_std", "final_mean", "final_std", "delta_best", "runs", "epochs",
+                  "status"]
     table1 = Table("Table 1: AR-LIF, top-1 test accuracy (%)", ["dataset", "model", "T"] + stats_cols + ["preset"],
                    cell_rows(TABLE1, lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model], "T": c.T}))
     table2 = Table("Table 2: ablation at T = 4, top-1 test accuracy (%)", ["dataset", "model", "neuron", "column"]

@@ -60,6 +60,31 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return Precision(name, _DTYPES[name])
 
 
+MAX_AUTO_WORKERS = 8  # enough to keep a GPU fed with the paper's augmentations; more only costs memory
+
+
+def cpus_per_process() -> int:
+    """CPUs this process may use: its affinity mask shared among the processes torchrun started
+    on this node (LOCAL_WORLD_SIZE), and at most SLURM_CPUS_PER_TASK under SLURM."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API (macOS)
+        cpus = os.cpu_count() or 1
+    cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit():
+        cpus = min(cpus, int(slurm))
+    return max(1, cpus)
+
+
+def resolve_num_workers(value) -> int:
+    """`trainer.num_workers`: `auto` leaves one of this process's CPUs to the training loop and gives
+    the others to data-loader workers, at most MAX_AUTO_WORKERS (0 on one CPU); a number is kept."""
+    if value != "auto":
+        return value
+    return min(MAX_AUTO_WORKERS, cpus_per_process() - 1)
+
+
 def is_main_process() -> bool:
     """True on the process that logs, prints and writes files (rank 0, or no process group)."""
     dist = torch.distributed

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from omegaconf import OmegaConf
 
+from arlif.checkpoint import write_atomically
 from arlif.runtime import is_main_process
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ def flatten(metrics: dict, sep: str = "/") -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Write `data` as JSON atomically: a kill mid-write keeps the previous file whole."""
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def resolve_wandb_mode(mode: str) -> str:
@@ -139,7 +142,7 @@ class RunRecorder:
                     kept.append(line)
             except (ValueError, KeyError, TypeError):  # a line cut short by the kill
                 continue
-        path.write_text("".join(line + "\n" for line in kept))
+        write_atomically(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
 
     def log_epoch(self, metrics: dict) -> None:
         """Append one epoch's metrics (must hold `epoch`) to metrics.jsonl and W&B."""
@@ -151,8 +154,10 @@ class RunRecorder:
             self.wandb.log(metrics, step=metrics["epoch"])
 
     def write_summary(self, summary: dict) -> None:
+        """Write summary.json (atomically), stamped with `updated_at`, the UTC time of this write."""
         if not self.active:
             return
+        summary = {**summary, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         write_json(self.run_dir / "summary.json", summary)
         if self.wandb is not None:
             self.wandb.summarise(summary)

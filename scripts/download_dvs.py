@@ -28,7 +28,7 @@ from torchvision.datasets.utils import extract_archive  # noqa: E402
 
 from arlif.cli import run_cli  # noqa: E402
 from arlif.data import events  # noqa: E402
-from arlif.data.layout import check_split_sizes  # noqa: E402
+from arlif.data.layout import check_split_sizes, no_empty_folders_left  # noqa: E402
 from arlif.errors import DataError  # noqa: E402
 
 
@@ -68,7 +68,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("ARLIF_DATA", "./data"),
                         help="folder that holds the datasets (default: $ARLIF_DATA or ./data)")
     args = parser.parse_args()
-    run_cli(lambda: prepare(args.dataset, args.source, args.archive, Path(args.data_dir).expanduser()))
+    data_dir = Path(args.data_dir).expanduser()
+
+    def attempt() -> None:
+        with no_empty_folders_left(data_dir):  # a failed download leaves no empty dataset folders
+            prepare(args.dataset, args.source, args.archive, data_dir)
+
+    run_cli(attempt)
 
 
 if __name__ == "__main__":

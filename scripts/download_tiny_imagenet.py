@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))  # runs from a checkout without installing the pac
 from omegaconf import OmegaConf  # noqa: E402
 
 from arlif.cli import run_cli  # noqa: E402
-from arlif.data.layout import check_split_sizes  # noqa: E402
+from arlif.data.layout import check_split_sizes, no_empty_folders_left  # noqa: E402
 from arlif.data.static import TINY_LAYOUT, download_tiny_imagenet, tiny_imagenet_samples  # noqa: E402
 
 
@@ -40,7 +40,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("ARLIF_DATA", "./data"),
                         help="folder that holds the datasets (default: $ARLIF_DATA or ./data)")
     args = parser.parse_args()
-    run_cli(lambda: prepare(Path(args.data_dir).expanduser()))
+    data_dir = Path(args.data_dir).expanduser()
+
+    def attempt() -> None:
+        with no_empty_folders_left(data_dir):  # a failed download leaves no empty dataset folders
+            prepare(data_dir)
+
+    run_cli(attempt)
 
 
 if __name__ == "__main__":

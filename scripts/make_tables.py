@@ -17,27 +17,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
 from arlif.cli import run_cli  # noqa: E402
-from arlif.errors import ConfigError  # noqa: E402
-from arlif.results import build_tables, read_summaries, read_wandb_runs, to_markdown, write_csv  # noqa: E402
+from arlif.results import add_source_arguments, build_tables, read_runs, to_markdown, write_csv  # noqa: E402
 
 CSV_NAMES = ("table1.csv", "table2.csv", "other_runs.csv")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", type=Path, help="run folders, multirun folders or summary.json files")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of this W&B project")
-    parser.add_argument("--group", action="append", default=[], help="only these W&B groups (repeatable)")
+    add_source_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     return parser.parse_args(argv)
 
 
 def make_tables(args: argparse.Namespace) -> str:
-    if not args.paths and not args.wandb:
-        raise ConfigError("give run folders to read, or --wandb ENTITY/PROJECT")
-    runs = read_summaries(args.paths)
-    if args.wandb:
-        runs += read_wandb_runs(args.wandb, args.group)
+    runs = read_runs(args)
     tables = build_tables(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     for table, name in zip(tables, CSV_NAMES):

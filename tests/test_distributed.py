@@ -18,6 +18,7 @@ from arlif.config import CONF_DIR, compose
 from arlif.errors import ConfigError
 from arlif.models.layers import SeqBatchNorm2d
 from arlif.pipeline import build_model, evaluate_checkpoint
+from fixtures_data import write_cifar10_dvs
 
 REPO = CONF_DIR.parent
 # 33 test samples: two processes get 17 and 16, so a padded or duplicated sample would show
@@ -125,11 +126,20 @@ def test_torchrun_argv(monkeypatch):
 
 def test_ddp_stop_on_one_rank_then_exact_resume(tmp_path):
     """SIGTERM reaches rank 1 only: both ranks stop after the same batch, save, and the resumed run
-    reproduces an uninterrupted two-process run's metrics."""
+    reproduces an uninterrupted two-process run's metrics.
+
+    The runs train with every source of randomness of the published DVS recipe: CIFAR10-DVS fixture
+    files with the per-sample crop, flip and one-op policy in a loader worker per process, and neuron
+    dropout; 70 training samples make 17 batches of 2 per process.
+    """
     from test_faults import DRIVE
 
+    data_dir = tmp_path / "data"
+    write_cifar10_dvs(data_dir, list(range(8)), 200)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    small = [*SMALL, "trainer.epochs=3", "batch_size=4", "dataset.train_size=128", "trainer.deterministic=true"]
+    small = ["dataset=cifar10_dvs", f"data_dir={data_dir}", "dataset.test_per_class=1", "dataset.split_sizes=[70,10]",
+             "dataset.image_size=16", "model=quickcnn", "model.dropout=0.3", "logger=none", "trainer.epochs=3",
+             "batch_size=2", "trainer.num_workers=1", "T=2", "trainer.deterministic=true"]
     run([*torchrun, "train.py", *small, f"hydra.run.dir={tmp_path / 'steady'}"], cwd=REPO)
     stopped = subprocess.run([*torchrun, "--no-python", sys.executable, "-c", DRIVE, "SIGTERM@1", "19", *small,
                               f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True,

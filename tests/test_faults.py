@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchvision.datasets import CIFAR10
 
 import arlif.pipeline as pipeline
 from arlif.checkpoint import load_checkpoint
@@ -23,6 +24,7 @@ from arlif.config import CONF_DIR, compose
 from arlif.data.synthetic import build_synthetic
 from arlif.errors import CheckpointError, ConfigError
 from arlif.pipeline import TrainingRun, evaluate_checkpoint, train
+from fixtures_data import cifar_checksums, write_cifar
 
 REPO = CONF_DIR.parent
 # 16 batches per epoch: a stop takes effect at the check after batch 10 (arlif.engine.CHECK_EVERY)
@@ -30,6 +32,14 @@ FAULT = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=3
          "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=32", "dataset.noise=3.0",
          "trainer.num_workers=0", "T=2", "trainer.deterministic=true"]
 BATCHES = 16
+# What the resumed runs train: every source of randomness of the published CIFAR recipe at once, so that
+# a generator left unrestored changes the numbers.  CIFAR-10's autoaug recipe on a fixture in the real
+# format (per-image flip, RandAugment and RandomErasing in two loader workers, per-batch mixup or cutmix)
+# and neuron dropout; 50 training images make 16 batches of 3.  (The DVS one-op policy is resumed with
+# two processes in test_distributed.py.)
+RANDOM = ["dataset=cifar10", "model=quickcnn", "model.dropout=0.3", "logger=none", "trainer.epochs=3",
+          "batch_size=3", "trainer.num_workers=2", "T=2", "trainer.deterministic=true"]
+CIFAR_PER_FILE = 10
 TIMING = ("epoch_time_s", "images_per_s")
 
 
@@ -55,22 +65,32 @@ def hook_batch(n, action):
 
 
 def send(sig):
+    """Send `sig` to this process; SIGINT as a terminal's Ctrl-C does, to the whole process group (the
+    data-loader workers too)."""
     def action(loss):
-        os.kill(os.getpid(), sig)
+        if sig == signal.SIGINT:
+            os.killpg(os.getpgid(0), sig)
+        else:
+            os.kill(os.getpid(), sig)
         return loss
     return action
 
 
 def drive():
     """Subprocess entry: `drive() <fault> <n> <train.py overrides>`; fault is a signal name (sent at the
-    n-th training batch; `NAME@R`: by rank R only) or `save` (SIGKILL after writing half of the n-th
-    checkpoint's temporary file)."""
+    n-th training batch, or at each of `n1,n2`; `NAME@R`: by rank R only) or `save` (SIGKILL after
+    writing half of the n-th checkpoint's temporary file)."""
     import runpy
 
+    import fixtures_data
+
     fault, n, *overrides = sys.argv[1:]
+    for data_dir in (o.partition("=")[2] for o in overrides if o.startswith("data_dir=")):
+        fixtures_data.accept_cifar_fixtures(Path(data_dir))
     fault, _, only_rank = fault.partition("@")
-    n, hooked = int(n), not only_rank or os.environ.get("RANK") == only_rank
+    hooked = not only_rank or os.environ.get("RANK") == only_rank
     if hooked and fault == "save":
+        n = int(n)
         real_save, saves = torch.save, itertools.count(1)
 
         def save(obj, path, *args, **kwargs):
@@ -82,7 +102,8 @@ def drive():
 
         torch.save = save
     elif hooked:
-        pipeline.build_loss = hook_batch(n, send(getattr(signal, fault)))
+        for batch in map(int, n.split(",")):
+            pipeline.build_loss = hook_batch(batch, send(getattr(signal, fault)))
     sys.argv = [str(REPO / "train.py"), *overrides]
     runpy.run_path(str(REPO / "train.py"), run_name="__main__")
 
@@ -90,55 +111,67 @@ def drive():
 DRIVE = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_faults; test_faults.drive()"
 
 
-def run_driver(fault, n, run_dir, *overrides):
-    return subprocess.run([sys.executable, "-c", DRIVE, fault, str(n), *FAULT, *overrides, f"hydra.run.dir={run_dir}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def interactive():
+    """In the child: SIGINT as at a terminal.  (A background job of a non-interactive shell, as CI may run
+    pytest, starts with SIGINT ignored, and a run then rightly leaves it ignored.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Every run here, in this process or a subprocess, computes with one thread: the same arithmetic in
-    all of them, and no slowdown when other work shares the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def run_driver(fault, n, run_dir, *overrides, base=FAULT):
+    """`drive()` in a subprocess, in its own process group (a Ctrl-C sent there reaches no test process)."""
+    return subprocess.run([sys.executable, "-c", DRIVE, fault, str(n), *base, *overrides, f"hydra.run.dir={run_dir}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=interactive, start_new_session=True)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
 
 @pytest.fixture(scope="module")
-def steady(tmp_path_factory):
+def randomness(tmp_path_factory):
+    """The RANDOM overrides with the CIFAR-10 fixture's data_dir; torchvision accepts its md5s here and in drive()."""
+    data_dir = tmp_path_factory.mktemp("cifar")
+    write_cifar(data_dir, "cifar10", CIFAR_PER_FILE)
+    with pytest.MonkeyPatch.context() as patch:
+        for attr, value in cifar_checksums(CIFAR10, data_dir).items():
+            patch.setattr(CIFAR10, attr, value)
+        yield [*RANDOM, f"data_dir={data_dir}"]
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory, randomness):
     """The uninterrupted run every resumed run must reproduce."""
     run_dir = tmp_path_factory.mktemp("steady")
-    train(compose(FAULT), run_dir)
+    train(compose(randomness), run_dir)
     return rows(run_dir)
 
 
-def resume_and_compare(run_dir, steady):
-    summary = train(compose([*FAULT, "trainer.resume=auto"]), run_dir)
+def resume_and_compare(run_dir, steady, randomness):
+    summary = train(compose([*randomness, "trainer.resume=auto"]), run_dir)
     assert summary["status"] == "finished" and summary["epochs_completed"] == 3
     assert rows(run_dir) == steady
 
 
-def test_sigkill_mid_epoch_then_resume_matches(tmp_path, steady):
-    out = run_driver("SIGKILL", BATCHES + 5, tmp_path)
+def test_sigkill_mid_epoch_then_resume_matches(tmp_path, steady, randomness):
+    out = run_driver("SIGKILL", BATCHES + 5, tmp_path, base=randomness)
     assert out.returncode == -signal.SIGKILL, out.stderr
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1 and len(rows(tmp_path)) == 1
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "running"
-    resume_and_compare(tmp_path, steady)
+    resume_and_compare(tmp_path, steady, randomness)
 
 
-def test_sigkill_while_writing_checkpoint_keeps_previous(tmp_path, steady):
-    out = run_driver("save", 2, tmp_path)  # the second save: last.pt of epoch 2
+def test_sigkill_while_writing_checkpoint_keeps_previous(tmp_path, steady, randomness):
+    out = run_driver("save", 2, tmp_path, base=randomness)  # the second save: last.pt of epoch 2
     assert out.returncode == -signal.SIGKILL, out.stderr
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     with pytest.raises(CheckpointError, match="last.pt.tmp"):  # the half-written file that never replaced it
         load_checkpoint(tmp_path / "last.pt.tmp")
-    resume_and_compare(tmp_path, steady)
+    resume_and_compare(tmp_path, steady, randomness)
     assert not (tmp_path / "last.pt.tmp").exists()
 
 
-def test_sigterm_saves_mid_epoch_exits_3_and_resumes_exactly(tmp_path, steady):
-    out = run_driver("SIGTERM", BATCHES + 3, tmp_path)
+def test_sigterm_saves_mid_epoch_exits_3_and_resumes_exactly(tmp_path, steady, randomness):
+    out = run_driver("SIGTERM", BATCHES + 3, tmp_path, base=randomness)
     assert out.returncode == EXIT_INTERRUPTED, out.stderr
     assert out.stderr.splitlines()[-1] == (f"stopped: received SIGTERM; continue with trainer.resume=auto "
                                            f"hydra.run.dir={tmp_path}")
@@ -147,17 +180,17 @@ def test_sigterm_saves_mid_epoch_exits_3_and_resumes_exactly(tmp_path, steady):
     assert state["partial_epoch"]["ranks"][0]["batches"] == 10
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["stop_reason"] == "received SIGTERM"
-    resume_and_compare(tmp_path, steady)
+    resume_and_compare(tmp_path, steady, randomness)
 
 
-def test_sigusr1_after_the_last_check_of_an_epoch_stops_after_it(tmp_path, steady, monkeypatch):
+def test_sigusr1_after_the_last_check_of_an_epoch_stops_after_it(tmp_path, steady, randomness, monkeypatch):
     monkeypatch.setattr(pipeline, "build_loss", hook_batch(BATCHES + 12, send(signal.SIGUSR1)))
-    summary = train(compose(FAULT), tmp_path)
+    summary = train(compose(randomness), tmp_path)
     assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
     assert load_checkpoint(tmp_path / "last.pt")["partial_epoch"] is None
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
     monkeypatch.undo()
-    resume_and_compare(tmp_path, steady)
+    resume_and_compare(tmp_path, steady, randomness)
 
 
 def test_submitit_requeue_handler_runs_after_the_checkpoint(tmp_path, monkeypatch):
@@ -183,16 +216,17 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
     assert summary["status"] == "diverged" and summary["epochs_completed"] == 1
     reason = summary["stop_reason"]
     assert "nan or inf" in reason and "epoch 2" in reason and str(tmp_path / "last.pt") in reason
+    assert reason.endswith("Lower optimizer.lr")  # no advice to train in fp32: this run did
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 1 and all(v.isfinite().all() for v in state["model"].values() if v.is_floating_point())
     assert len(rows(tmp_path)) == 1
 
     with pytest.raises(SystemExit) as exit_info:
-        exit_as_run_ended(summary, tmp_path, multirun=False)
+        exit_as_run_ended(summary, tmp_path)
     assert exit_info.value.code == EXIT_DIVERGED
     assert capsys.readouterr().err == f"error: {reason}\n"
-    exit_as_run_ended(summary, tmp_path, multirun=True)  # a sweep goes on to its next run
+    exit_as_run_ended(summary, tmp_path, sweep_dir=tmp_path.parent)  # a sweep goes on to its next run
 
 
 @pytest.fixture
@@ -251,7 +285,6 @@ def test_channels_that_do_not_match_the_data(tmp_path, monkeypatch):
     assert not (tmp_path / "config.yaml").exists()
 
 
-def test_sync_batchnorm_on_cpu_is_a_config_error(monkeypatch):
-    monkeypatch.setattr(pipeline.distributed, "is_distributed", lambda: True)
+def test_sync_batchnorm_on_cpu_is_a_config_error():  # with one process too, as docs/scaling.md says
     with pytest.raises(ConfigError, match="trainer.sync_batchnorm=true needs CUDA"):
         TrainingRun._build_model(compose([*FAULT, "trainer.sync_batchnorm=true"]), torch.device("cpu"))

@@ -5,8 +5,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from arlif.analysis import parameter_history, step_distances
 from arlif.config import compose
@@ -26,6 +28,16 @@ def run(name, *argv):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script.main(script.parse_args([str(a) for a in argv]))
+
+
+def check_png(path, size):
+    """A PNG of `size` (width, height) pixels with something drawn: axes and text in grey, and data in colour."""
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == size
+        rgb = np.asarray(img.convert("RGB")).astype(int)
+    ink = (rgb.min(axis=-1) < 200).mean()  # anything darker than the white background
+    colour = (rgb.max(axis=-1) - rgb.min(axis=-1) > 80).mean()  # matplotlib's data colours, not grey
+    assert 0.01 < ink < 0.8 and colour > 0.002, (ink, colour)
 
 
 def read_csv(path):
@@ -55,7 +67,7 @@ def test_step_distances_on_known_distributions():
 
 def test_fig1c_writes_plot_and_numbers(tmp_path):
     printed = run("fig1c_membrane", "--out", tmp_path, "--neurons", 2000, "--steps", 4)
-    assert (tmp_path / "fig1c_membrane.png").stat().st_size > 0
+    check_png(tmp_path / "fig1c_membrane.png", (1890, 510))  # figsize (4.2 per neuron x 3 neurons, 3.4) at 150 dpi
     rows = read_csv(tmp_path / "fig1c_membrane.csv")
     data = json.loads((tmp_path / "fig1c_membrane.json").read_text())
     assert [r["neuron"] for r in rows] == list(data["distances"]) == ["lif_hard", "lif_soft", "arlif"]
@@ -70,7 +82,7 @@ def test_fig1c_writes_plot_and_numbers(tmp_path):
 def test_fig2_evaluates_checkpoints(runs, tmp_path):
     order = ["lif_hard", "arlif"]
     printed = run("fig2_firing_rates", *(runs[n] for n in order), "--out", tmp_path, "--", "trainer.device=cpu")
-    assert (tmp_path / "fig2_firing_rates.png").stat().st_size > 0
+    check_png(tmp_path / "fig2_firing_rates.png", (1050, 540))  # figsize (7, 3.6) at 150 dpi
     rows = read_csv(tmp_path / "fig2_firing_rates.csv")
     for i, neuron in enumerate(order):
         evaluated = json.loads((tmp_path / "eval" / str(i) / "eval.json").read_text())
@@ -94,7 +106,7 @@ def test_fig3_tracks_alpha_beta_and_logs_to_wandb(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     run("fig3_params", runs["arlif"], "--out", tmp_path, "--log-wandb", "arlif-test")
-    assert (tmp_path / "fig3_params.png").stat().st_size > 0
+    check_png(tmp_path / "fig3_params.png", (1500, 540))  # figsize (10, 3.6) at 150 dpi
     metrics = [json.loads(line) for line in (runs["arlif"] / "metrics.jsonl").read_text().splitlines()]
     rows = read_csv(tmp_path / "fig3_params.csv")
     assert len(rows) == 2 * sum(len(m["alpha"]) for m in metrics)

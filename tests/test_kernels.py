@@ -202,7 +202,7 @@ def test_gradients_only_for_learnable_scalars(monkeypatch, name, wanted):
 
     monkeypatch.setattr(cpu_engine, "backward", spy)
     run(make(name, "cpu", "cpu"), *inputs((3, 50), seed=2))
-    assert asked == [wanted]
+    assert asked and set(asked) == {wanted}  # the self-check, if it runs, asks the same
 
 
 def test_backend_resolution(monkeypatch):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from arlif.errors import ConfigError, DataError
 
@@ -18,7 +20,7 @@ def data_root(cfg) -> Path:
 
 def not_found(what: str, root: Path, layout: str, how: str) -> DataError:
     """The error for a missing or incomplete dataset: where it was looked for, layout, how to get it."""
-    return DataError(f"{what} not found or incomplete under {root}\n"
+    return DataError(f"{what} not found or incomplete under {Path(root).absolute()}\n"
                      f"  expected layout: {layout}\n"
                      f"  how to get it: {how}")
 
@@ -31,6 +33,28 @@ def check_split_sizes(what: str, root: Path, found: Sequence[int], expected, lay
     if list(found) != expected:
         raise not_found(f"{what} ({found[0]} train / {found[1]} test samples where dataset.split_sizes="
                         f"{expected} expects {expected[0]} / {expected[1]})", root, layout, how)
+
+
+@contextlib.contextmanager
+def no_empty_folders_left(root: Path) -> Iterator[None]:
+    """On a failure inside (a download that could not finish), remove the folders under `root`, and `root`
+    itself, that the attempt created and left empty; folders that existed before are kept."""
+    root = Path(root).absolute()
+    top = root
+    while not top.parent.exists():
+        top = top.parent
+    new = [top] if not top.exists() else []
+    before = set(root.iterdir()) if root.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if not new and root.is_dir():
+            new = [p for p in root.iterdir() if p.is_dir() and p not in before]
+        for folder in new:
+            for path, _, _ in os.walk(folder, topdown=False):  # deepest first; a folder with files stays
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        raise
 
 
 def natural_key(name: str) -> list:

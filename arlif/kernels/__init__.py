@@ -11,7 +11,10 @@ Backends (the `backend` option of every neuron and of conf/neuron/*):
 
 The fused backends share one autograd Function (`arlif.kernels.function.FusedNeuron`)
 with a hand-derived backward through time (docs/kernels.md): same spikes as the
-reference, same gradients for x, α and β, a fraction of the memory.
+reference, same gradients for x, α and β, a fraction of the memory.  Each process checks
+that on a small input before it uses a fused backend for a new case (`arlif.kernels.selfcheck`):
+`auto` falls back to the reference loop with one warning, an explicit backend stops with a
+`KernelCheckError`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import torch
 from torch import Tensor
 
 from arlif.errors import ConfigError
-from arlif.kernels.function import FusedNeuron
+from arlif.kernels import selfcheck
+from arlif.kernels.function import FusedNeuron, fused_multistep
 from arlif.neurons import BACKENDS, NeuronSpec, reference_multistep
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
@@ -61,7 +65,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             raise ConfigError(f"neuron backend 'triton' runs on CUDA tensors, got {device.type}; "
                               "set neuron.backend=auto (TRITON_INTERPRET=1 runs it on CPU for tests)")
     if backend == "cpu" and _cpu_engine() is None:
-        return "reference"
+        raise selfcheck.KernelCheckError("neuron backend 'cpu': the fused CPU kernel could not be built (see the "
+                                         "warning above); install g++ and ninja, or set neuron.backend=auto")
     return backend
 
 
@@ -88,26 +93,22 @@ def multistep(
     """Spikes [T, ...] in x's dtype for input currents x [T, ...]; math in fp32 (fp64 in fp64).
 
     `alpha`, `beta` (0-d tensors, β already tanh-squashed) are required for the adaptive
-    reset and ignored otherwise; gradients flow to those that require grad.
+    reset and ignored otherwise; gradients flow to those that require grad.  A fused
+    backend runs only once it has passed its self-check for the call's case
+    (`arlif.kernels.selfcheck`).
     """
     if spec.reset == "adaptive" and (alpha is None or beta is None):
         raise ValueError("the adaptive reset needs both alpha and beta")
     if spec.reset != "adaptive":
         alpha = beta = None
     chosen = resolve_backend(backend, x.device)
-    if chosen == "reference" or x.dtype not in FUSED_DTYPES or x.numel() == 0:
-        # fp64 (and any other dtype) keeps the reference's promoted precision.
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))
-        return reference_multistep(xf, spec, alpha, beta)[0].to(x.dtype)
-    if chosen == "triton":
-        engine, xin = _triton_engine(), x
-    else:
-        engine, xin = _cpu_engine(), x.float()
-    if alpha is not None:
-        alpha, beta = alpha.float(), beta.float()
-    flat = xin.reshape(x.shape[0], -1).contiguous()
-    spikes = FusedNeuron.apply(flat, alpha, beta, spec, engine)
-    return spikes.view(x.shape).to(x.dtype)
+    if chosen != "reference" and x.dtype in FUSED_DTYPES and x.numel() > 0:
+        engine = _cpu_engine() if chosen == "cpu" else _triton_engine()
+        if selfcheck.passes(chosen, engine, x, spec, alpha, beta, explicit=backend != "auto"):
+            return fused_multistep(x, spec, alpha, beta, engine)
+    # fp64 (and any other dtype) keeps the reference's promoted precision.
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    return reference_multistep(xf, spec, alpha, beta)[0].to(x.dtype)
 
 
 __all__ = ["multistep", "resolve_backend", "triton_installed", "FusedNeuron"]

@@ -6,7 +6,8 @@ A backend ("engine") supplies two functions over a flat layout x [T, N]:
     backward(x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta)
         -> (grad_x [T, N], dL/dα or None, dL/dβ or None)
 
-where the backward gets x = None for the soft reset, which does not need it.
+where the backward gets x = None for the soft reset, which does not need it, and
+`IO_DTYPES`, the input dtypes it reads as they are (others are converted to fp32).
 `saved` is whatever else the engine keeps for the backward through time (for both
 engines: one flag byte per neuron-step); docs/kernels.md derives the backward.  α and β
 are 0-d tensors (None for LIF); gradients are computed only for those that require them.
@@ -15,6 +16,7 @@ are 0-d tensors (None for LIF); gradients are computed only for those that requi
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
@@ -38,3 +40,12 @@ class FusedNeuron(torch.autograd.Function):
             ctx.needs_input_grad[1], ctx.needs_input_grad[2],
         )
         return grad_x, grad_alpha, grad_beta, None, None
+
+
+def fused_multistep(x: Tensor, spec, alpha, beta, engine) -> Tensor:
+    """Spikes [T, ...] in x's dtype from `engine` for x [T, ...] (fp32, fp16 or bf16)."""
+    xin = x if x.dtype in engine.IO_DTYPES else x.float()
+    if alpha is not None:
+        alpha, beta = alpha.float(), beta.float()
+    flat = xin.reshape(x.shape[0], -1).contiguous()
+    return FusedNeuron.apply(flat, alpha, beta, spec, engine).view(x.shape).to(x.dtype)

@@ -18,6 +18,8 @@ the reference in the last bit of a transcendental.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -25,6 +27,7 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 RESET_CODES = {"hard": 0, "soft": 1, "adaptive": 2}
+IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # read and written as they are
 
 
 def interpreting() -> bool:
@@ -184,39 +187,51 @@ def _backward_kernel(
         tl.store(part_beta_ptr + pid, tl.sum(acc_beta, axis=0))
 
 
-def _launch_options() -> dict:
-    block = 128 if interpreting() else 1024
-    opts = {"BLOCK": block, "EXACT": not interpreting()}
-    if not interpreting():
-        opts.update(num_warps=4, enable_fp_fusion=False)
-    return opts
+# Specialisations and compile options of every launch on a GPU; the ahead-of-time build
+# (arlif.kernels.aot) compiles with the same.  The interpreter runs smaller blocks, and
+# without libdevice.
+GPU_OPTIONS = {"BLOCK": 1024, "EXACT": True, "num_warps": 4, "enable_fp_fusion": False}
+INTERPRETER_OPTIONS = {"BLOCK": 128, "EXACT": False}
+
+
+def launch_options() -> dict:
+    return dict(INTERPRETER_OPTIONS if interpreting() else GPU_OPTIONS)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One planned kernel launch: `kernel[grid](*args, **kwargs)` (kwargs: constexprs and options)."""
+
+    kernel: Any
+    grid: tuple
+    args: tuple
+    kwargs: dict
+
+    def __call__(self) -> None:
+        self.kernel[self.grid](*self.args, **self.kwargs)
 
 
 def _scalar_ptr(value, like):
     return value.detach().reshape(()) if value is not None else like.new_zeros((), dtype=torch.float32)
 
 
-def forward(x, spec, alpha, beta):
-    """Spikes [T, N] in x's dtype and the saved flag bytes for a contiguous x [T, N]."""
+def plan_forward(x, spec, alpha, beta):
+    """The forward launch for a contiguous x [T, N] and its outputs: (launch, spikes, flags)."""
     T, N = x.shape
-    opts = _launch_options()
+    opts = launch_options()
     spikes = torch.empty_like(x)
     flags = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-    _forward_kernel[(triton.cdiv(N, opts["BLOCK"]),)](
-        x, spikes, flags, _scalar_ptr(alpha, x), _scalar_ptr(beta, x),
-        T, N, spec.decay, spec.v_threshold, spec.surrogate_width / 2,
-        RESET=RESET_CODES[spec.reset], **opts,
-    )
-    return spikes, (flags,)
+    args = (x, spikes, flags, _scalar_ptr(alpha, x), _scalar_ptr(beta, x),
+            T, N, spec.decay, spec.v_threshold, spec.surrogate_width / 2)
+    launch = Launch(_forward_kernel, (triton.cdiv(N, opts["BLOCK"]),), args,
+                    {"RESET": RESET_CODES[spec.reset], **opts})
+    return launch, spikes, flags
 
 
-def backward(x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
-    """grad_x [T, N] in x's dtype and dL/dα, dL/dβ (fp32 0-d, None unless requested).
-
-    x is None for the soft reset (its backward reads only the flags)."""
+def plan_backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+    """The backward launch and its outputs: (launch, grad_x, per-program dL/dα, per-program dL/dβ)."""
     T, N = grad_spikes.shape
-    (flags,) = saved
-    opts = _launch_options()
+    opts = launch_options()
     grid = (triton.cdiv(N, opts["BLOCK"]),)
     grad_x = torch.empty_like(grad_spikes)  # spikes, hence their gradient, have x's dtype
     # fp32 scratch for the rebuilt state: grad_x itself when it is fp32.
@@ -226,11 +241,28 @@ def backward(x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
         scratch = torch.empty(grad_x.shape, dtype=torch.float32, device=grad_x.device)
     part_alpha = torch.zeros(grid[0] if grad_alpha else 1, dtype=torch.float32, device=grad_x.device)
     part_beta = torch.zeros(grid[0] if grad_beta else 1, dtype=torch.float32, device=grad_x.device)
-    _backward_kernel[grid](
-        flags if x is None else x, flags, grad_spikes, grad_x, scratch,
-        _scalar_ptr(alpha, grad_x), _scalar_ptr(beta, grad_x),
-        part_alpha, part_beta, T, N, spec.decay, spec.v_threshold, spec.surrogate_width,
-        RESET=RESET_CODES[spec.reset], GRAD_ALPHA=bool(grad_alpha), GRAD_BETA=bool(grad_beta),
-        **opts,
-    )
+    args = (flags if x is None else x, flags, grad_spikes, grad_x, scratch,
+            _scalar_ptr(alpha, grad_x), _scalar_ptr(beta, grad_x),
+            part_alpha, part_beta, T, N, spec.decay, spec.v_threshold, spec.surrogate_width)
+    launch = Launch(_backward_kernel, grid, args,
+                    {"RESET": RESET_CODES[spec.reset], "GRAD_ALPHA": bool(grad_alpha),
+                     "GRAD_BETA": bool(grad_beta), **opts})
+    return launch, grad_x, part_alpha, part_beta
+
+
+def forward(x, spec, alpha, beta):
+    """Spikes [T, N] in x's dtype and the saved flag bytes for a contiguous x [T, N]."""
+    launch, spikes, flags = plan_forward(x, spec, alpha, beta)
+    launch()
+    return spikes, (flags,)
+
+
+def backward(x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+    """grad_x [T, N] in x's dtype and dL/dα, dL/dβ (fp32 0-d, None unless requested).
+
+    x is None for the soft reset (its backward reads only the flags)."""
+    (flags,) = saved
+    launch, grad_x, part_alpha, part_beta = plan_backward(x, flags, grad_spikes, spec, alpha, beta,
+                                                          grad_alpha, grad_beta)
+    launch()
     return (grad_x, part_alpha.sum() if grad_alpha else None, part_beta.sum() if grad_beta else None)

@@ -1,0 +1,57 @@
+"""Per-sample random draws for training augmentation, independent of the loader's workers.
+
+A DataLoader worker draws augmentation from its own generators, seeded once per epoch and
+advanced by every sample it loaded before.  Which worker loads which batch depends on the
+number of workers and, after a mid-epoch resume, on the batch the epoch restarted from, so
+a resumed run would see other crops, flips and ops than an uninterrupted one.  Instead, the
+training batches (arlif.distributed.EpochBatches) name each sample with a seed made of the
+run seed, epoch, process rank and position in the epoch, and `SeededSamples` loads it with
+Python's, NumPy's and torch's CPU generators seeded from that seed alone.  The caller's
+generators are restored afterwards: with `num_workers=0` the caller is the training
+process, whose torch generator also drives dropout and mixup/cutmix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def sample_seed(*entropy: int) -> int:
+    """A well-mixed 64-bit seed from non-negative ints (e.g. seed, epoch, rank, batch, position)."""
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+@contextlib.contextmanager
+def seeded_generators(seed: int) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's CPU generators with `seed` inside the block; restore them after."""
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: CUDA streams stay untouched
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
+class SeededSamples(Dataset):
+    """`dataset` indexed by (index, seed) pairs: each sample's random transforms draw from its own seed."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with seeded_generators(seed):
+            return self.dataset[index]

@@ -1,0 +1,129 @@
+"""A fused backend proves itself against the reference loop before a process trusts it.
+
+The first time a fused engine runs a *case* in this process, it computes spikes and the
+gradients for x, α and β on a small fixed random input (T = 4, 1,100 neurons: two GPU
+blocks, the second ragged) and compares them with `arlif.neurons.reference_multistep`
+on the same device.  A case is what selects a compiled kernel variant: backend, device,
+neuron spec (reset mode and constants), input dtype and which of α, β need gradients
+(without autograd, evaluation shares the verdict of the case with both).
+The verdict is cached, so later calls cost one dict lookup.
+
+A mismatch, a compile error or a launch error makes the case fail.  With
+`backend="auto"` the failure is reported once as a RuntimeWarning and the process uses
+the reference loop for that case from then on (correct, slower); with an explicit
+backend it raises `KernelCheckError`, which the entry points print as one line.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from arlif.errors import ConfigError
+from arlif.kernels.function import fused_multistep
+from arlif.neurons import NeuronSpec, reference_multistep
+
+CHECK_SHAPE = (4, 1100)
+CHECK_ALPHA, CHECK_BETA_RAW = 1.3, 0.3  # off α's and β's initial values, so every term counts
+SPIKE_TOLERANCE = 0  # spikes must be identical
+FP32_TOLERANCE = 1e-4  # relative; the fused kernels agree to about 1e-7 (docs/kernels.md)
+
+_verdicts: dict[tuple, Optional[str]] = {}  # case -> None (passed) or what went wrong
+
+
+class KernelCheckError(ConfigError):
+    """An explicitly chosen fused backend disagrees with the reference loop, or fails to run."""
+
+
+def forget() -> None:
+    """Drop every cached verdict (tests; a process that changed its kernels)."""
+    _verdicts.clear()
+
+
+def passes(backend: str, engine, x: Tensor, spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor],
+           explicit: bool) -> bool:
+    """True when `engine` may run this call's case; False (after one warning) when the caller
+    should use the reference loop.  Raises KernelCheckError for a failed explicit backend."""
+    if torch.is_grad_enabled():
+        grads = tuple(p is not None and p.requires_grad for p in (alpha, beta))
+    else:  # no backward will run: share the verdict of the full case
+        grads = (alpha is not None, beta is not None)
+    case = (backend, x.device, spec, x.dtype, grads)
+    if case not in _verdicts:
+        _verdicts[case] = _check(engine, x.device, spec, x.dtype, grads)
+        problem = _verdicts[case]
+        if problem is not None and not explicit:
+            warnings.warn(f"arlif: {_describe(case)} {problem}; this process uses the reference loop "
+                          "for it instead (correct, slower)", RuntimeWarning, stacklevel=3)
+    problem = _verdicts[case]
+    if problem is not None and explicit:
+        raise KernelCheckError(f"{_describe(case)} {problem}; set neuron.backend=auto (it falls back to "
+                               "the reference loop) or neuron.backend=reference")
+    return problem is None
+
+
+def _describe(case: tuple) -> str:
+    backend, device, spec, dtype, (grad_alpha, grad_beta) = case
+    wanted = [name for name, on in (("α", grad_alpha), ("β", grad_beta)) if on]
+    grads = f", gradients for x{''.join(', ' + w for w in wanted)}"
+    return (f"the fused {backend} neuron kernel failed its self-check against the reference loop "
+            f"({spec.reset} reset, decay {spec.decay}, threshold {spec.v_threshold}, "
+            f"{str(dtype).removeprefix('torch.')} on {device}{grads}):")
+
+
+def _check(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
+           grads: tuple[bool, bool]) -> Optional[str]:
+    """None when the engine matches the reference on the check input, else what differs."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(CHECK_SHAPE, generator=gen) * 0.9 + 0.6).to(device, dtype)
+    grad = torch.randn(CHECK_SHAPE, generator=gen).to(device, dtype)
+    adaptive = spec.reset == "adaptive"
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        def leaves():
+            if not adaptive:
+                return x.clone().requires_grad_(), None, None
+            alpha = torch.tensor(CHECK_ALPHA, device=device, requires_grad=grads[0])
+            beta = torch.tensor(math.tanh(CHECK_BETA_RAW), device=device, requires_grad=grads[1])
+            return x.clone().requires_grad_(), alpha, beta
+
+        ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, b)[0], leaves(), grad)
+        try:
+            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, engine), leaves(), grad)
+            return _difference(got, ref, dtype)
+        except Exception as exc:  # a compile or launch error is a failed check, not a crash here
+            first = (str(exc).strip().splitlines() or [""])[0]
+            return f"it failed to run ({type(exc).__name__}: {first})"
+
+
+def _difference(got: tuple, ref: tuple, dtype: torch.dtype) -> Optional[str]:
+    """None when spikes are identical and every gradient within tolerance, else what differs."""
+    wrong = int((got[0].float() != ref[0]).sum())
+    if wrong > SPIKE_TOLERANCE:
+        return f"{wrong} of {ref[0].numel()} spikes differ"
+    tolerance = max(FP32_TOLERANCE, torch.finfo(dtype).eps)  # fp16/bf16 gradients: one rounding apart
+    for name, mine, theirs in zip(("x", "α", "β"), got[1:], ref[1:]):
+        if theirs is None:
+            continue
+        error = _relative_error(mine, theirs)
+        if not error <= tolerance:  # also catches nan
+            return f"the gradient for {name} is off by {error:.2g} relative (tolerance {tolerance:.0g})"
+    return None
+
+
+def _spikes_and_grads(run: Callable, leaves: tuple, grad: Tensor) -> tuple:
+    """Spikes and the gradients of <spikes, grad> for x, α and β (None where not wanted)."""
+    spikes = run(*leaves)
+    spikes.backward(grad.to(spikes.dtype))
+    return (spikes.detach(), *(None if t is None or not t.requires_grad
+                               else t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves))
+
+
+def _relative_error(got: Tensor, ref: Tensor) -> float:
+    """max |got - ref| over max |ref| (nan when got has a nan)."""
+    ref = ref.double()
+    scale = max(ref.abs().max().item(), 1e-6)
+    return (got.double() - ref).abs().max().item() / scale

@@ -1,0 +1,1 @@
+"""arlif's Optuna sweeper for Hydra (`hydra/sweeper=arlif_optuna`; presets in conf/hparams_search/)."""

@@ -1,0 +1,249 @@
+"""Mutation check: does the test suite notice a deliberate bug in the core modules?
+
+Each mutant below is one small bug: a file, an exact snippet of its source, the snippet's
+replacement and the tests that should fail because of it.  The check copies the repository
+(the files `git ls-files` reports, tracked or new but not ignored) into a temporary folder,
+applies one mutant at a time there, runs only that mutant's tests with pytest, and puts the
+file back.  A mutant is caught when its tests fail and survives when they pass.  A table of
+the results and the score (caught / all) is printed at the end.
+
+    python scripts/mutation_check.py                 # every mutant (about 15-30 min on 2 cores)
+    python scripts/mutation_check.py --only NAME ... # some of them
+    python scripts/mutation_check.py --list          # the mutants and their tests
+    python scripts/mutation_check.py --check         # only check that every snippet is still there
+
+The mapped tests first run once without any mutant: they must pass, or nothing is measured.
+Exit status: 0 when every mutant was caught, 1 when one survived, 2 when a snippet no longer
+occurs exactly once in its file (the list must follow the code, not rot silently; the default
+suite checks this too, tests/test_mutation_list.py) or the tests fail without a mutant.  A survivor points at a missing test:
+add the test that catches it.  docs/testing.md records the last score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 1200  # per mutant; a mutant whose tests hang counts as caught
+
+SIGTERM_RESUME = "tests/test_faults.py::test_sigterm_saves_mid_epoch_exits_3_and_resumes_exactly"
+DDP_RESUME = "tests/test_distributed.py::test_ddp_stop_on_one_rank_then_exact_resume"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str  # relative to the repository root
+    original: str  # must occur exactly once in the file
+    replacement: str
+    tests: tuple[str, ...]  # pytest paths or node ids, cheapest first (pytest stops at the first failure)
+
+
+MUTANTS = (
+    # The four survivors of the first measurement (issue 14).
+    Mutant("resume-skips-torch-rng", "arlif/runtime.py",
+           'torch.set_rng_state(state["torch"])', "torch.get_rng_state()",
+           (SIGTERM_RESUME,)),
+    Mutant("monitor-rate-times-T", "arlif/monitor.py",
+           "self._counts[name] += out.numel()", "self._counts[name] += out[0].numel()",
+           ("tests/test_monitor.py",)),
+    Mutant("loss-weights-swapped", "arlif/loss.py",
+           "return TETMSELoss(c.tet_weight, c.mse_weight,", "return TETMSELoss(c.mse_weight, c.tet_weight,",
+           ("tests/test_wiring.py",)),
+    Mutant("shape-error-escapes-raw", "arlif/checkpoint.py",
+           "    if not problems:\n        return\n", "    return\n",
+           ("tests/test_checkpoint_shapes.py",)),
+    # Resume and random state.
+    Mutant("resume-skips-python-rng", "arlif/runtime.py",
+           'random.setstate(state["python"])', "random.getstate()",
+           ("tests/test_resume_randomness.py",)),
+    Mutant("resume-skips-numpy-rng", "arlif/runtime.py",
+           'np.random.set_state((n["kind"], n["keys"].numpy(), n["pos"], n["has_gauss"], n["gauss"]))',
+           "np.random.get_state()",
+           ("tests/test_resume_randomness.py",)),
+    # The same bugs again, for each end-to-end resume test that must notice them on its own.
+    Mutant("resume-skips-torch-rng-epoch-boundary", "arlif/runtime.py",
+           'torch.set_rng_state(state["torch"])', "torch.get_rng_state()",
+           ("tests/test_pipeline.py::test_resume_continues_exactly",)),
+    Mutant("resume-skips-torch-rng-ddp", "arlif/runtime.py",
+           'torch.set_rng_state(state["torch"])', "torch.get_rng_state()",
+           (DDP_RESUME,)),
+    Mutant("worker-augmentation-unseeded", "arlif/data/sample_seeds.py",
+           "        with seeded_generators(seed):\n            return self.dataset[index]",
+           "        return self.dataset[index]",
+           (SIGTERM_RESUME,)),  # a SIGKILL resumes at an epoch boundary, where workers start afresh anyway
+    Mutant("worker-augmentation-unseeded-ddp", "arlif/data/sample_seeds.py",
+           "        with seeded_generators(seed):\n            return self.dataset[index]",
+           "        return self.dataset[index]",
+           (DDP_RESUME,)),
+    Mutant("worker-augmentation-unseeded-unit", "arlif/data/sample_seeds.py",
+           "        with seeded_generators(seed):\n            return self.dataset[index]",
+           "        return self.dataset[index]",
+           ("tests/test_resume_randomness.py::test_sample_draws_depend_on_the_epoch_and_position_only",)),
+    Mutant("sample-seed-ignores-batch", "arlif/distributed.py",
+           "sample_seed(self.seed, self.epoch, r, b, k)", "sample_seed(self.seed, self.epoch, r, k)",
+           ("tests/test_resume_randomness.py",)),
+    Mutant("resume-retrains-done-batches", "arlif/pipeline.py",
+           'self.train_loader.batch_sampler.start(epoch, resume["batches"] if resume else 0)',
+           "self.train_loader.batch_sampler.start(epoch, 0)",
+           (SIGTERM_RESUME,)),
+    # Firing-rate monitor and its combination over processes.
+    Mutant("monitor-mean-is-max", "arlif/monitor.py",
+           "return sum(rates.values()) / len(rates) if rates else 0.0", "return max(rates.values()) if rates else 0.0",
+           ("tests/test_monitor.py",)),
+    Mutant("ddp-rates-not-sample-weighted", "arlif/engine.py",
+           "*(rates.get(name, 0.0) * seen for name in layers)", "*(rates.get(name, 0.0) for name in layers)",
+           ("tests/test_monitor.py",)),
+    # Loss.
+    Mutant("loss-label-smoothing-dropped", "arlif/loss.py",
+           "label_smoothing=self.label_smoothing)", "label_smoothing=0.0)",
+           ("tests/test_loss.py",)),
+    Mutant("loss-mse-summed", "arlif/loss.py",
+           "F.mse_loss(logits, mse_target)", 'F.mse_loss(logits, mse_target, reduction="sum")',
+           ("tests/test_loss.py",)),
+    # Neurons and kernels.
+    Mutant("arlif-reset-without-memory", "arlif/neurons.py",
+           "u = h - s * (vth + torch.sigmoid(r))", "u = h - s * vth",
+           ("tests/test_neurons.py",)),
+    Mutant("arlif-threshold-sign", "arlif/neurons.py",
+           "vth = spec.v_threshold + beta * torch.tanh(i)", "vth = spec.v_threshold - beta * torch.tanh(i)",
+           ("tests/test_neurons.py",)),
+    Mutant("surrogate-window-doubled", "arlif/neurons.py",
+           "window = (z.abs() <= ctx.width / 2)", "window = (z.abs() <= ctx.width)",
+           ("tests/test_neurons.py",)),
+    Mutant("kernel-alpha-beta-grads-swapped", "arlif/kernels/function.py",
+           "return grad_x, grad_alpha, grad_beta, None, None", "return grad_x, grad_beta, grad_alpha, None, None",
+           ("tests/test_kernels.py",)),
+    # Energy.
+    Mutant("energy-ac-costs-a-mac", "arlif/energy.py",
+           "E_AC_PJ = 0.9", "E_AC_PJ = 4.6",
+           ("tests/test_energy.py",)),
+    # Data splits and sharding.
+    Mutant("test-shards-overlap", "arlif/distributed.py",
+           "self.indices = range(rank(), num_samples, world_size())", "self.indices = range(rank(), num_samples)",
+           ("tests/test_distributed.py::test_samplers_split_the_data_without_padding",)),
+    Mutant("digits-split-moves-with-seed", "arlif/data/digits.py",
+           "random_state=SPLIT_SEED", "random_state=cfg.seed",
+           ("tests/test_bundled_data.py::test_digits_fixed_stratified_split",)),
+    Mutant("dvs-test-files-from-the-end", "arlif/data/events.py",
+           "test += [EventSample(p, label) for p in paths[:test_per_class]]",
+           "test += [EventSample(p, label) for p in paths[-test_per_class:]]",
+           ("tests/test_data_events.py::test_cifar10_dvs_split_labels_and_frames",)),
+    Mutant("val-split-moves-with-seed", "arlif/pipeline.py",
+           "generator=torch.Generator().manual_seed(VAL_SPLIT_SEED)", "generator=torch.Generator().manual_seed(cfg.seed)",
+           ("tests/test_wiring.py::test_validation_split_does_not_move_with_seed",)),
+)
+
+
+def snippet_problems(root: Path = REPO, mutants=MUTANTS) -> list[str]:
+    """One line per mutant whose snippet does not occur exactly once, or whose test file is missing."""
+    problems = []
+    for m in mutants:
+        path = root / m.file
+        count = path.read_text().count(m.original) if path.is_file() else 0
+        if count != 1:
+            problems.append(f"{m.name}: the snippet occurs {count} times in {m.file} (must be once): "
+                            f"{m.original.strip()!r}")
+        for test in m.tests:
+            file, _, function = test.partition("::")
+            if not (root / file).is_file() or (function and f"def {function}(" not in (root / file).read_text()):
+                problems.append(f"{m.name}: no test {test}")
+    return problems
+
+
+def copy_repository(dest: Path) -> None:
+    """The repository's files (tracked, and new ones that git does not ignore) under `dest`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        src = REPO / name
+        if src.is_file():  # listed but deleted in the working tree: skip
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def pytest(copy: Path, tests) -> subprocess.CompletedProcess:
+    """Run `tests` in `copy` (stopping at the first failure); returncode -1 when they ran out of time."""
+    try:
+        return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=copy, capture_output=True, text=True, timeout=TIMEOUT_S,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(tests, -1, "", "timed out")
+
+
+def run_mutant(copy: Path, m: Mutant) -> tuple[str, float]:
+    """Apply `m` in `copy`, run its tests, restore the file; returns (caught | survived | error, seconds)."""
+    path = copy / m.file
+    source = path.read_text()
+    path.write_text(source.replace(m.original, m.replacement))
+    start = time.perf_counter()
+    try:
+        code = pytest(copy, m.tests).returncode
+    finally:
+        path.write_text(source)
+    seconds = time.perf_counter() - start
+    if code in (1, -1):  # tests failed (or hung)
+        return "caught", seconds
+    return ("survived" if code == 0 else f"error (pytest exit {code})"), seconds
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--list", action="store_true", help="list the mutants and their tests, run nothing")
+    parser.add_argument("--check", action="store_true", help="only check that every snippet occurs exactly once")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    mutants = MUTANTS
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in MUTANTS})
+        if unknown:
+            print(f"error: unknown mutants {unknown}; see --list", file=sys.stderr)
+            return 2
+        mutants = tuple(m for m in MUTANTS if m.name in args.only)
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:34} {m.file:28} {' '.join(m.tests)}")
+        return 0
+    problems = snippet_problems(REPO, mutants)
+    if problems:
+        print("error: the mutant list no longer matches the code:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"all {len(mutants)} snippets occur exactly once")
+        return 0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="arlif-mutants-") as tmp:
+        copy = Path(tmp) / "repo"
+        copy_repository(copy)
+        tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
+        clean = pytest(copy, tests)  # a mutant is caught only by tests that pass without it
+        if clean.returncode != 0:
+            print(f"error: the mapped tests fail without any mutant; fix them first:\n{clean.stdout[-3000:]}",
+                  file=sys.stderr)
+            return 2
+        for m in mutants:
+            result, seconds = run_mutant(copy, m)
+            results.append((m, result, seconds))
+            print(f"{m.name:34} {result:9} {seconds:6.0f}s", flush=True)
+    caught = sum(result == "caught" for _, result, _ in results)
+    print("\n| mutant | file | result | seconds |\n|---|---|---|---|")
+    for m, result, seconds in results:
+        print(f"| {m.name} | {m.file} | {result} | {seconds:.0f} |")
+    print(f"\nscore: {caught}/{len(results)} caught ({100 * caught / len(results):.0f} %)")
+    return 0 if caught == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

@@ -1,0 +1,50 @@
+"""Real engines with one deliberate fault, for the fused-kernel self-check tests.
+
+`Faulty(engine, fault)` runs the real CPU or Triton engine and then breaks one thing:
+"spike" flips the last spike of the forward, "grad_x" / "grad_beta" scale that gradient by
+1.01, "launch" launches the real Triton forward kernel with an argument missing.
+`install(fault)` puts such a CPU engine behind `arlif.kernels` (for subprocesses).
+"""
+
+from __future__ import annotations
+
+import arlif.kernels
+
+
+class Faulty:
+    def __init__(self, engine, fault: str):
+        self.engine, self.fault = engine, fault
+        self.IO_DTYPES = engine.IO_DTYPES
+        self.shapes = []  # shape of every forward input it was given
+
+    def forward(self, x, spec, alpha, beta):
+        self.shapes.append(tuple(x.shape))
+        if self.fault == "launch":
+            from arlif.kernels import triton_neuron
+
+            launch, spikes, flags = triton_neuron.plan_forward(x, spec, alpha, beta)
+            launch.kernel[launch.grid](*launch.args[:-1], **launch.kwargs)
+            return spikes, (flags,)
+        spikes, saved = self.engine.forward(x, spec, alpha, beta)
+        if self.fault == "spike":
+            spikes[-1, -1] = 1 - spikes[-1, -1]
+        return spikes, saved
+
+    def backward(self, x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+        grad_x, g_alpha, g_beta = self.engine.backward(x, saved, grad_spikes, spec, alpha, beta,
+                                                       grad_alpha, grad_beta)
+        if self.fault == "grad_x":
+            grad_x = grad_x * 1.01
+        if self.fault == "grad_beta":
+            g_beta = g_beta * 1.01
+        return grad_x, g_alpha, g_beta
+
+
+def install(fault: str) -> Faulty:
+    """Make the fused `cpu` backend of this process a faulty CPU engine."""
+    from arlif.kernels import cpu
+
+    assert cpu.load() is not None, "the fused CPU kernel failed to build"
+    engine = Faulty(cpu, fault)
+    arlif.kernels._cpu_engine = lambda: engine
+    return engine

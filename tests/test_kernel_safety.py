@@ -1,0 +1,188 @@
+"""Fused kernels that guard themselves: the self-check against the reference loop (faulty
+engines injected on CPU and through Triton's interpreter), one build of the CPU kernel for
+every checkout, and the first-use log lines of that build."""
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import arlif.kernels
+from arlif.cli import run_cli
+from arlif.errors import ConfigError
+from arlif.kernels import cpu as cpu_engine
+from arlif.kernels import selfcheck
+from arlif.kernels.selfcheck import KernelCheckError
+from arlif.neurons import NeuronSpec, build_neuron
+from kernel_faults import Faulty
+
+REPO = Path(__file__).resolve().parents[1]
+TRITON = arlif.kernels.triton_installed() and not torch.cuda.is_available()  # interpreter tests
+
+
+@pytest.fixture(autouse=True)
+def fresh_verdicts():
+    """Every test judges its engines afresh, and leaves no verdict on a faulty engine behind."""
+    selfcheck.forget()
+    yield
+    selfcheck.forget()
+
+
+@pytest.fixture
+def faulty_cpu(monkeypatch):
+    def install(fault):
+        engine = Faulty(cpu_engine, fault)
+        monkeypatch.setattr(arlif.kernels, "_cpu_engine", lambda: engine)
+        return engine
+    return install
+
+
+def spikes_and_grad(neuron, x):
+    x = x.clone().requires_grad_()
+    spikes = neuron(x)
+    spikes.sum().backward()
+    return spikes, x.grad, neuron.beta_raw.grad
+
+
+def test_auto_falls_back_to_the_reference_with_one_warning(faulty_cpu):
+    engine = faulty_cpu("spike")
+    x = torch.randn(4, 8, 50) + 0.5
+    neuron = build_neuron("arlif", backend="auto")
+    with pytest.warns(RuntimeWarning, match=r"fused cpu neuron kernel failed its self-check .*adaptive reset.*"
+                                            r"float32 on cpu.*: 1 of 4400 spikes differ; this process uses the "
+                                            r"reference loop"):
+        got = spikes_and_grad(neuron, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second call, and a second layer, say nothing
+        again = spikes_and_grad(build_neuron("arlif", backend="auto"), x)
+    want = spikes_and_grad(build_neuron("arlif", backend="reference"), x)
+    for mine in (got, again):
+        assert all(torch.equal(a, b) for a, b in zip(mine, want)), "the fallback is not the reference loop"
+    assert engine.shapes == [selfcheck.CHECK_SHAPE], "the faulty engine ran on real data"
+
+
+@pytest.mark.parametrize("fault, problem", [("grad_x", r"the gradient for x is off by 0.01 relative"),
+                                            ("grad_beta", r"the gradient for β is off by 0.01 relative")])
+def test_explicit_backend_stops_on_a_wrong_gradient(faulty_cpu, fault, problem):
+    faulty_cpu(fault)
+    with pytest.raises(KernelCheckError, match=problem + r".*set neuron.backend=auto"):
+        build_neuron("arlif", backend="cpu")(torch.randn(4, 10))
+    assert issubclass(KernelCheckError, ConfigError)  # entry points print it as one line, exit 2
+
+
+def test_a_healthy_engine_passes_every_case_and_is_checked_once(monkeypatch):
+    checked = []
+    real_check = selfcheck._check
+    monkeypatch.setattr(selfcheck, "_check", lambda *args: checked.append(args[2:]) or real_check(*args))
+    for name in ("arlif", "arlif_fixed_alpha", "lif_hard", "lif_soft"):
+        for dtype in (torch.float32, torch.bfloat16):
+            for _ in range(2):
+                build_neuron(name, backend="cpu")(torch.randn(3, 20, dtype=dtype)).sum()
+    assert len(checked) == 8, checked  # once per (spec, dtype, α/β gradients)
+    assert all(v is None for v in selfcheck._verdicts.values())
+
+
+def test_explicit_backend_error_ends_train_py_with_one_line(tmp_path):
+    """A real training run whose fused CPU engine flips a spike: `neuron.backend=cpu` exits 2."""
+    code = ("import runpy, sys; sys.path.insert(0, 'tests'); import kernel_faults; kernel_faults.install('spike')\n"
+            f"sys.argv = ['train.py', 'hydra.run.dir={tmp_path / 'run'}', 'dataset=synthetic', 'model=quickcnn', "
+            "'logger=none', 'trainer.epochs=1', 'batch_size=8', 'dataset.image_size=8', 'dataset.train_size=16', "
+            "'dataset.test_size=8', 'trainer.num_workers=0', 'T=2', 'neuron.backend=cpu']\n"
+            "runpy.run_path('train.py', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "fused cpu neuron kernel failed its self-check" in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_run_cli_prints_the_check_error(faulty_cpu, capsys):
+    faulty_cpu("spike")
+    with pytest.raises(SystemExit) as stop:
+        run_cli(lambda: build_neuron("lif_soft", backend="cpu")(torch.randn(4, 10)))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the fused cpu neuron kernel failed its self-check") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not TRITON, reason="Triton's interpreter runs on CPU only")
+def test_triton_engine_passes_under_the_interpreter():
+    """The real Triton engine passes (tests/test_kernels.py runs every other case through it too)."""
+    from arlif.kernels import triton_neuron
+
+    alpha, beta = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
+    assert selfcheck.passes("triton", triton_neuron, torch.randn(4, 10), NeuronSpec("adaptive"), alpha, beta,
+                            explicit=True)
+
+
+@pytest.mark.skipif(not TRITON, reason="Triton's interpreter runs on CPU only")
+def test_triton_launch_error_and_mismatch():
+    from arlif.kernels import triton_neuron
+
+    x, spec = torch.randn(4, 10), NeuronSpec("hard")
+    with pytest.warns(RuntimeWarning, match=r"fused triton neuron kernel .* it failed to run \(\w+"):
+        assert not selfcheck.passes("triton", Faulty(triton_neuron, "launch"), x, spec,
+                                    None, None, explicit=False)
+    with pytest.raises(KernelCheckError, match=r"hard reset.*float16.*gradient for x is off by 0.01"):
+        selfcheck.passes("triton", Faulty(triton_neuron, "grad_x"), x.half(), spec,
+                         None, None, explicit=True)
+
+
+def load_in_checkout(checkout: Path, extensions: Path) -> subprocess.Popen:
+    """A process that loads the CPU kernel with the kernel module of a copy of the arlif package
+    (by path, which skips the package's heavier imports), logging at INFO."""
+    code = ("import importlib.util, logging; logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+            "spec = importlib.util.spec_from_file_location('cpu', 'arlif/kernels/cpu.py')\n"
+            "cpu = importlib.util.module_from_spec(spec); spec.loader.exec_module(cpu)\n"
+            "assert cpu.load() is not None; print(cpu.load().__file__)")
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions)}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=checkout, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def copy_checkout(tmp_path: Path, name: str) -> Path:
+    shutil.copytree(REPO / "arlif", tmp_path / name / "arlif", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / name
+
+
+def test_another_checkout_reuses_the_build(tmp_path):
+    """A copy of the package elsewhere loads the build this checkout already has: no rebuild."""
+    assert cpu_engine.load() is not None
+    library = cpu_engine.build_dir() / f"{cpu_engine.build_name()}.so"
+    stamp = library.stat().st_mtime_ns
+    proc = load_in_checkout(copy_checkout(tmp_path, "other"), cpu_engine.build_dir().parent)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.strip() == str(library)
+    assert "building" not in err, err
+    assert library.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_first_build_is_announced_and_shared(tmp_path):
+    """A cold extension cache: the first checkout builds (and says so, before and after), the second
+    loads that build; a changed source gets a build of its own."""
+    extensions = tmp_path / "extensions"
+    one, two = copy_checkout(tmp_path, "one"), copy_checkout(tmp_path, "two")
+    proc = load_in_checkout(one, extensions)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    lines = err.splitlines()
+    assert any(line.startswith("arlif: building the fused CPU neuron kernel") and "once per machine" in line
+               and "takes about" in line for line in lines), err
+    assert any(line.startswith("arlif: built the fused CPU neuron kernel in") for line in lines), err
+    proc = load_in_checkout(two, extensions)
+    again, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "building" not in err, err
+    assert again == out
+    cpp = two / "arlif" / "kernels" / "cpu_neuron.cpp"
+    cpp.write_text(cpp.read_text() + "\n// changed\n")
+    proc = load_in_checkout(two, extensions)
+    changed, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "building" in err, err
+    assert changed != out
