@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 
 def sample_seed(*entropy: int) -> int:
@@ -27,14 +27,19 @@ def sample_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
+def seed_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's CPU generators with `seed` (not torch.manual_seed: CUDA stays untouched)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
+
+
 @contextlib.contextmanager
 def seeded_generators(seed: int) -> Iterator[None]:
-    """Seed Python's, NumPy's and torch's CPU generators with `seed` inside the block; restore them after."""
+    """`seed_generators(seed)` inside the block; the generators' states are restored after it."""
     python, numpy = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: CUDA streams stay untouched
+        seed_generators(seed)
         try:
             yield
         finally:
@@ -43,7 +48,11 @@ def seeded_generators(seed: int) -> Iterator[None]:
 
 
 class SeededSamples(Dataset):
-    """`dataset` indexed by (index, seed) pairs: each sample's random transforms draw from its own seed."""
+    """`dataset` indexed by (index, seed) pairs: each sample's random transforms draw from its own seed.
+
+    A loader worker draws only for its own samples, so it just reseeds (microseconds); the training
+    process itself (num_workers=0) gets its generators back after each sample.
+    """
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
@@ -53,5 +62,8 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
+        if get_worker_info() is not None:
+            seed_generators(seed)
+            return self.dataset[index]
         with seeded_generators(seed):
             return self.dataset[index]
