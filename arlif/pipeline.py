@@ -35,6 +35,7 @@ from arlif.debugging import anomaly_detection, fixed_batches_loader, log_overfit
 from arlif.energy import SynapticOpCounter
 from arlif.engine import Trainer, count_parameters, neuron_parameters
 from arlif.errors import CheckpointError, ConfigError
+from arlif.kernels import resolve_backend
 from arlif.loss import build_loss
 from arlif.models import create_model
 from arlif.optim import build_optimizer, build_scheduler
@@ -191,6 +192,7 @@ class TrainingRun:
         configure_determinism(cfg.trainer.deterministic)
         seed_everything(cfg.seed + distributed.rank())  # rank 0 as a single process; DDP copies its weights
         model = self._build_model(cfg, device)
+        resolve_backend(cfg.neuron.backend, device)  # a first-use C++ build happens here, not in epoch 1's timing
         optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(optimizer, cfg)
         loss_fn = build_loss(cfg)
