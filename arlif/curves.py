@@ -2,9 +2,10 @@
 
 Runs are the records of `arlif.results` (summary.json files, or W&B run summaries) and
 their per-epoch history is the run's metrics.jsonl (or W&B history).  Runs are grouped by
-`arlif.results.group_runs` (experiment, dataset, model, neuron, T), so a group is a table
-row and its runs are its seeds.  Each metric gets one PNG: per group the mean over its runs
-at every epoch, a min–max band when it has several runs, and its run count in the legend.
+`arlif.results.group_runs` (experiment, dataset, model, neuron, T, and the launch overrides
+that differ, e.g. a search's trials), so a group is a table row and its runs are its seeds.
+Each metric gets one PNG: per group the mean over its runs at every epoch, a min–max band
+when it has several runs, and its run count in the legend.
 A run that has not finished (running, interrupted, killed, diverged, pruned) is drawn up
 to its last logged epoch and marked there; past it, its group's mean covers only the runs
 that got further.  `report.md` holds the run list, the result tables that hold these runs
@@ -14,6 +15,7 @@ that got further.  `report.md` holds the run list, the result tables that hold t
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from arlif.analysis import read_metrics, read_wandb_history
 from arlif.errors import DataError
-from arlif.results import KEY_FIELDS, Table, build_tables, group_runs, to_markdown
+from arlif.results import GROUP_FIELDS, Table, build_tables, group_runs, to_markdown
 from arlif.tracking import flatten
 
 log = logging.getLogger(__name__)
@@ -106,11 +108,19 @@ def curve_values(rows: Sequence[dict]) -> dict[str, dict[int, float]]:
     return values
 
 
+def _short_numbers(text: str) -> str:
+    """Long decimals (a search's sampled values) cut to 4 significant digits, so legends fit."""
+    return re.sub(r"\d+\.\d{5,}(?:e[-+]?\d+)?", lambda m: f"{float(m.group()):.4g}", text)
+
+
 def group_label(key: tuple, keys: Sequence[tuple]) -> str:
-    """The experiment name, plus the key fields that tell apart groups sharing that name."""
+    """The experiment name, plus the key fields that tell apart groups sharing that name (only those when
+    every group has that name)."""
     same = [k for k in keys if k[0] == key[0]]
-    extra = [f"{name}={value}" for i, (name, value) in enumerate(zip(KEY_FIELDS, key))
-             if i and len({k[i] for k in same}) > 1]
+    extra = [_short_numbers(value) if name == "variant" else f"{name}={value}"
+             for i, (name, value) in enumerate(zip(GROUP_FIELDS, key)) if i and len({k[i] for k in same}) > 1]
+    if extra and len(same) == len(keys):  # one experiment (e.g. a study): its name would only crowd the legend
+        return ", ".join(extra)
     return key[0] + (f" ({', '.join(extra)})" if extra else "")
 
 

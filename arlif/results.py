@@ -4,8 +4,9 @@ Runs come from `summary.json` files (run folders, multirun folders) or from W&B 
 summaries (the same keys).  Each run record carries its effective `status` (finished,
 interrupted, diverged, running, or killed: said running but nothing runs it any more;
 arlif.runlock.effective_status), which every reader of records shows.  Runs of one
-(experiment, dataset, model, neuron, T) are one group; its seeds are reduced to mean ± sample
-std.  A paper cell (arlif.paper) takes the group named `Cell.experiment`; any other group is
+(experiment, dataset, model, neuron, T) launched with the same overrides (`.hydra/overrides.yaml`,
+seed and bookkeeping keys aside) are one group; its seeds are reduced to mean ± sample std.
+Runs of one cell launched with other values, such as a search's trials, are one group each.  A paper cell (arlif.paper) takes the group named `Cell.experiment`; any other group is
 listed under "Other runs".  A cell without runs stays empty: a missing number is never
 written as zero.
 """
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from omegaconf import OmegaConf
+
 from arlif.errors import ConfigError, DataError
 from arlif.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
 from arlif.runlock import effective_status
@@ -29,7 +32,11 @@ from arlif.runlock import effective_status
 log = logging.getLogger(__name__)
 
 KEY_FIELDS = ("experiment", "dataset", "model", "neuron", "T")
+GROUP_FIELDS = KEY_FIELDS + ("variant",)
 RUN_FIELDS = KEY_FIELDS + ("seed", "test_acc_best", "test_acc_final", "epochs_completed", "epochs")
+# Command-line overrides that do not change what a run trains: runs differing only in these stay one group.
+NOT_A_VARIANT = ("seed", "data_dir", "trainer.resume", "trainer.num_workers", "trainer.device", "trainer.progress_bar",
+                 "search", "hydra", "logger", "experiment.name", "experiment.tags")
 MISSING = "—"
 
 
@@ -52,7 +59,10 @@ def read_summaries(paths: Iterable[Path]) -> list[dict]:
             if not isinstance(summary, dict):
                 log.warning("skipping %s: it is not a summary (a JSON object)", file)
                 continue
-            runs.append(_run_record(summary, str(file), effective_status(summary, file.parent)))
+            record = _run_record(summary, str(file), effective_status(summary, file.parent))
+            if record is not None:
+                record["overrides"] = _training_overrides(file.parent / ".hydra" / "overrides.yaml")
+            runs.append(record)
     return [r for r in runs if r is not None]
 
 
@@ -99,17 +109,33 @@ def read_runs(args: argparse.Namespace) -> list[dict]:
     return runs
 
 
+def _training_overrides(path: Path) -> dict[str, str]:
+    """{key: value} of the Hydra command-line overrides a run was launched with (`.hydra/overrides.yaml`),
+    without those in NOT_A_VARIANT; empty when the file is missing or unreadable."""
+    try:
+        lines = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else []
+    except Exception as exc:  # a torn or foreign file: the run still counts, as one of its cell's seeds
+        log.warning("%s cannot be read (%s); its run is grouped without its overrides", path, exc)
+        return {}
+    out = {}
+    for line in lines if isinstance(lines, list) else []:
+        key, _, value = str(line).lstrip("+~").partition("=")
+        if not any(key == k or key.startswith(k + ".") or key.startswith(k + "/") for k in NOT_A_VARIANT):
+            out[key] = value
+    return out
+
+
 def _run_record(summary: dict, source: str, status: Optional[str]) -> Optional[dict]:
     missing = [k for k in RUN_FIELDS if k not in summary]
     if missing:
         log.warning("skipping %s: it lacks %s (not a finished epoch of an arlif run?)", source, missing)
         return None
-    return {**{k: summary[k] for k in RUN_FIELDS}, "status": status, "source": source}
+    return {**{k: summary[k] for k in RUN_FIELDS}, "status": status, "source": source, "overrides": {}}
 
 
 @dataclass
 class Group:
-    """The runs of one (experiment, dataset, model, neuron, T) and their statistics."""
+    """The runs of one (experiment, dataset, model, neuron, T, variant) and their statistics."""
 
     key: tuple
     runs: list[dict]
@@ -144,11 +170,24 @@ class Group:
 
 
 def group_runs(runs: Iterable[dict]) -> dict[tuple, Group]:
-    """Runs by (experiment, dataset, model, neuron, T); warns when a seed repeats within a group."""
-    groups: dict[tuple, Group] = {}
+    """Runs by (experiment, dataset, model, neuron, T, variant); warns when a seed repeats within a group.
+
+    `variant` tells apart runs of one (experiment, ..., T) launched with other command-line overrides
+    (e.g. the trials of a search, or a grid over optimizer.lr): those of the overrides whose values differ
+    among them that the run was given, "key=value, ...".  It is "" when they differ only in seed (seeds
+    stay one group) and for runs of the preset as it is, which are the ones a paper cell takes.
+    """
+    by_cell: dict[tuple, list[dict]] = {}
     for run in runs:
-        key = tuple(run[k] for k in KEY_FIELDS)
-        groups.setdefault(key, Group(key, [])).runs.append(run)
+        by_cell.setdefault(tuple(run[k] for k in KEY_FIELDS), []).append(run)
+    groups: dict[tuple, Group] = {}
+    for cell, members in by_cell.items():
+        overrides = [run.get("overrides", {}) for run in members]
+        keys = sorted({k for o in overrides for k in o})
+        differing = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
+        for run, own in zip(members, overrides):
+            key = cell + (", ".join(f"{k}={own[k]}" for k in differing if k in own),)
+            groups.setdefault(key, Group(key, [])).runs.append(run)
     for key, group in groups.items():
         seeds = [r["seed"] for r in group.runs]
         for seed in sorted(set(s for s in seeds if seeds.count(s) > 1)):
@@ -158,7 +197,7 @@ def group_runs(runs: Iterable[dict]) -> dict[tuple, Group]:
 
 
 def _cell_key(cell: Cell) -> tuple:
-    return cell.experiment, cell.dataset, cell.model, cell.neuron, cell.T
+    return cell.experiment, cell.dataset, cell.model, cell.neuron, cell.T, ""
 
 
 def _stats(group: Optional[Group], paper: Optional[float]) -> dict:
@@ -203,9 +242,10 @@ def build_tables(runs: Iterable[dict]) -> list[Table]:
                    + stats_cols + ["preset"],
                    cell_rows(TABLE2, lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model],
                                                 "neuron": c.neuron, "column": ABLATIONS[c.neuron]}))
-    other = [{**dict(zip(KEY_FIELDS, key)), **_stats(group, None)}
+    other = [{**dict(zip(GROUP_FIELDS, key)), **_stats(group, None)}
              for key, group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))) if key not in used]
-    other_cols = list(KEY_FIELDS) + [c for c in stats_cols if c not in ("paper", "delta_best")]
+    variant = ["variant"] if any(row["variant"] for row in other) else []
+    other_cols = list(KEY_FIELDS) + variant + [c for c in stats_cols if c not in ("paper", "delta_best")]
     return [table1, table2, Table("Other runs: top-1 test accuracy (%)", other_cols, other)]
 
 

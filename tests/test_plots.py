@@ -18,7 +18,7 @@ from PIL import Image
 
 from arlif.curves import BAND, DPI, collect, curve_values, figure_size, plot_metric
 from arlif.errors import ConfigError, DataError
-from arlif.results import read_summaries
+from arlif.results import build_tables, read_summaries
 from arlif.tracking import flatten
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +156,25 @@ def test_killed_run_is_marked_at_its_last_epoch(sweep, tmp_path):
         assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"{GOOD} (n=1)", "killed: last epoch"]
         assert all(list(line.get_xdata()) == [1] for ax in fig.axes for line in ax.lines)
         assert not [c for ax in fig.axes for c in ax.collections]  # one run: no band
+
+
+def test_runs_of_one_experiment_are_split_by_the_overrides_that_differ(sweep, tmp_path):
+    """The same runs under one experiment name (as a grid over optimizer.lr, or a search's trials, has):
+    their launch overrides (.hydra/overrides.yaml) differ in optimizer.lr only, so each lr is one group
+    of two seeds, in the tables and the plots."""
+    folder, _, _ = sweep
+    grid = tmp_path / "grid"
+    for run_dir in run_dirs(folder, GOOD) + run_dirs(folder, DIVERGED):
+        shutil.copytree(run_dir, grid / run_dir.name)
+        summary = json.loads((grid / run_dir.name / "summary.json").read_text())
+        (grid / run_dir.name / "summary.json").write_text(json.dumps({**summary, "experiment": "grid"}))
+
+    groups = {g.label: g for g in collect(read_summaries([grid]))}
+    lrs = {f"optimizer.lr={name[2:]}" for name in (GOOD, DIVERGED)}  # as Hydra wrote the sweep's values
+    assert set(groups) == lrs
+    assert all(sorted(r.run["seed"] for r in g.runs) == [1, 2] for g in groups.values())
+    other = {row["variant"]: row for row in build_tables(read_summaries([grid]))[2].rows}
+    assert set(other) == lrs and {r["runs"] for r in other.values()} == {2}
 
 
 def test_wandb_history_rows_give_the_same_curves_as_metrics_jsonl(sweep):

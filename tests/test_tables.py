@@ -92,6 +92,17 @@ def test_cells_statistics_and_missing_values():
     assert " 0.00 " not in markdown
 
 
+def test_a_cell_takes_the_preset_runs_and_lists_other_launch_values_apart():
+    """Runs of one cell launched with an extra override (here a 2-epoch try) are another group, under
+    "Other runs" with their variant; the preset's own runs (no such override) fill the paper cell."""
+    runs = [{**summary(seed=2022, best=96.0), "overrides": {}}, {**summary(seed=2023, best=96.4), "overrides": {}},
+            {**summary(seed=2022, best=40.0, done=2), "overrides": {"trainer.epochs": "2"}}]
+    table1, _, other = build_tables(runs)
+    assert table1.rows[0]["runs"] == 2 and table1.rows[0]["best_mean"] == pytest.approx(96.2)
+    assert [(r["variant"], r["runs"], r["best_mean"]) for r in other.rows] == [("trainer.epochs=2", 1, 40.0)]
+    assert "| trainer.epochs=2 |" in to_markdown(other)
+
+
 def test_repeated_seed_is_counted_with_a_warning(caplog):
     table1 = build_tables([summary(best=96.0), summary(best=96.2)])[0]
     assert table1.rows[0]["runs"] == 2
