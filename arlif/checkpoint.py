@@ -85,14 +85,15 @@ def find_resume_checkpoint(resume: Optional[str], run_dir: Path) -> Optional[Pat
 
 
 # The config keys that decide a network's parameter names and shapes (arlif.pipeline.build_model).
+SHOWN = 3  # differing parameters named in the message
 SHAPE_KEYS = ("model.name", "neuron.name", "dataset.num_classes", "dataset.in_channels", "dataset.image_size")
 
 
-def check_model_fits(model: torch.nn.Module, state: dict, path: Path, config: DictConfig, shown: int = 3) -> None:
+def check_model_fits(model: torch.nn.Module, state: dict, path: Path, config: DictConfig) -> None:
     """Raise one CheckpointError line unless the checkpoint's weights load into `model` (built from `config`)
     as they are.
 
-    The message names the first `shown` parameters whose shapes differ (or that only one side has)
+    The message names the first SHOWN parameters whose shapes differ (or that only one side has)
     and the checkpoint's own values of the SHAPE_KEYS that differ from `config`, which are what to
     pass to build the network the checkpoint holds.  For resume and eval alike.
     """
@@ -103,11 +104,11 @@ def check_model_fits(model: torch.nn.Module, state: dict, path: Path, config: Di
     problems += [f"{k}: not in the model" for k in theirs if k not in ours]
     if not problems:
         return
-    more = f" and {len(problems) - shown} more" if len(problems) > shown else ""
+    more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
     stored = OmegaConf.create(state["config"])
     keys = [f"{k}={OmegaConf.select(stored, k)}" for k in SHAPE_KEYS
             if OmegaConf.select(stored, k) != OmegaConf.select(config, k)]
     fix = (f"pass the checkpoint's {' '.join(keys)}" if keys else
            "its config builds this same network, so it was written by another version of arlif's models")
     raise CheckpointError(f"checkpoint {path} does not fit {config.model.name} with {config.neuron.name} neurons: "
-                          f"{'; '.join(problems[:shown])}{more}; {fix}")
+                          f"{'; '.join(problems[:SHOWN])}{more}; {fix}")

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler, RandomSampler, Sampler
 
-from arlif.data.sample_seeds import sample_seed
+from arlif.data.sample_seeds import sample_seeds
 from arlif.models.layers import SeqBatchNorm2d
 
 T = TypeVar("T")
@@ -151,7 +151,7 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
     def __iter__(self):
         r = rank()
         for b, batch in itertools.islice(enumerate(self.batches), self.done, None):
-            yield [(index, sample_seed(self.seed, self.epoch, r, b, k)) for k, index in enumerate(batch)]
+            yield list(zip(batch, sample_seeds(len(batch), self.seed, self.epoch, r, b)))
 
     def __len__(self) -> int:
         return len(self.batches)

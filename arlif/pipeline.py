@@ -349,8 +349,8 @@ class TrainingRun:
                        firing_rates=test["firing_rates"], **neuron_parameters(trainer.model))
         return metrics
 
-    def record(self, metrics: dict, seconds: float) -> None:
-        """Update the best scores, then write the epoch's metrics, checkpoints and summary."""
+    def record(self, metrics: dict, seconds: float) -> dict:
+        """Update the best scores, then write the epoch's metrics, checkpoints and summary; returns the summary."""
         epoch, best = metrics["epoch"], self.progress["best"]
         test_best = _better(metrics["test_acc"], best["test"])
         if test_best:
@@ -363,7 +363,8 @@ class TrainingRun:
         self.save()
         if is_main_process() and self._best_epoch() == epoch:
             copy_checkpoint(self.run_dir / LAST, self.run_dir / BEST)
-        self.recorder.write_summary(self.summary())
+        summary = self.summary()
+        self.recorder.write_summary(summary)
         val = (f"val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.2f} (best {best['val']['acc']:.2f} "
                f"@{best['val']['epoch']}) | " if "val_acc" in metrics else "")
         log.info("epoch %d/%d lr %.4g | train loss %.4f acc %.2f | %stest loss %.4f acc %.2f (best %.2f @%d) | "
@@ -371,6 +372,7 @@ class TrainingRun:
                  metrics["train_loss"], metrics["train_acc"], val, metrics["test_loss"], metrics["test_acc"],
                  best["test"]["acc"], best["test"]["epoch"], metrics["epoch_time_s"], metrics["images_per_s"],
                  metrics["firing_rate"])
+        return summary
 
     def fit(self) -> dict:
         """Run the remaining epochs, or until a stop; returns the final summary (also in summary.json)."""
@@ -381,8 +383,8 @@ class TrainingRun:
             metrics = self.run_epoch(epoch)
             if metrics is None:
                 break
-            self.record(metrics, before + time.perf_counter() - started)
-            if self.trial is not None and self.trial.should_prune(metrics, self.summary()):
+            summary = self.record(metrics, before + time.perf_counter() - started)
+            if self.trial is not None and self.trial.should_prune(metrics, summary):
                 self.trainer.request_stop(self.trial.pruned)
                 break
         self.progress["wall_time_s"] = before + time.perf_counter() - started

@@ -60,10 +60,11 @@ def read_summaries(paths: Iterable[Path]) -> list[dict]:
                 log.warning("skipping %s: it is not a summary (a JSON object)", file)
                 continue
             record = _run_record(summary, str(file), effective_status(summary, file.parent))
-            if record is not None:
-                record["overrides"] = _training_overrides(file.parent / ".hydra" / "overrides.yaml")
+            if record is None:
+                continue
+            record["overrides"] = _training_overrides(file.parent / ".hydra" / "overrides.yaml")
             runs.append(record)
-    return [r for r in runs if r is not None]
+    return runs
 
 
 def read_wandb_runs(project: str, groups: Sequence[str] = (), api=None) -> list[dict]:

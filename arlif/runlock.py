@@ -59,7 +59,7 @@ def _process_start(pid: int) -> Optional[str]:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _process_runs(pid: int) -> bool:
+def process_runs(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -92,7 +92,7 @@ def holder_gone(holder: dict, heartbeat_age_s: float) -> Optional[str]:
         if holder.get("boot_id") and holder["boot_id"] != _boot_id():
             return "its machine restarted since"
         pid = holder["pid"]
-        if not _process_runs(pid):
+        if not process_runs(pid):
             return f"process {pid} no longer runs"
         if holder.get("process_start") and holder["process_start"] != _process_start(pid):
             return f"process {pid} no longer runs (the pid now belongs to another process)"

@@ -89,7 +89,7 @@ MUTANTS = (
            "        return self.dataset[index]",
            ("tests/test_resume_randomness.py::test_sample_draws_depend_on_the_epoch_and_position_only",)),
     Mutant("sample-seed-ignores-batch", "arlif/distributed.py",
-           "sample_seed(self.seed, self.epoch, r, b, k)", "sample_seed(self.seed, self.epoch, r, k)",
+           "sample_seeds(len(batch), self.seed, self.epoch, r, b)", "sample_seeds(len(batch), self.seed, self.epoch, r)",
            ("tests/test_resume_randomness.py",)),
     Mutant("resume-retrains-done-batches", "arlif/pipeline.py",
            'self.train_loader.batch_sampler.start(epoch, resume["batches"] if resume else 0)',

@@ -155,7 +155,6 @@ def test_profile_adds_up_and_attributes_time_and_memory(tmp_path, caplog):
     times = fused["time_ms_per_step"]
     assert set(times) == set(CATEGORIES)
     total = sum(t["cpu"] for t in times.values())
-    assert total == pytest.approx(fused["profiled_ms_per_step"], abs=0.01)
     assert total == pytest.approx(fused["wall_ms_per_step"], rel=PROFILE_TOLERANCE)
     for category in ("convolution", "batch norm", "neuron", "loss", "optimizer", "data loading"):
         assert times[category]["cpu"] > 0, category

@@ -17,6 +17,7 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from arlif.curves import BAND, DPI, collect, curve_values, figure_size, plot_metric
+from arlif.analysis import read_metrics as metrics
 from arlif.errors import ConfigError, DataError
 from arlif.results import build_tables, read_summaries
 from arlif.tracking import flatten
@@ -39,10 +40,6 @@ def script(name, *argv):
     spec.loader.exec_module(module)
     return module.main(module.parse_args([str(a) for a in argv])) if name != "make_tables" \
         else module.make_tables(module.parse_args([str(a) for a in argv]))
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,10 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 
-def sample_seed(*entropy: int) -> int:
-    """A well-mixed 64-bit seed from non-negative ints (e.g. seed, epoch, rank, batch, position)."""
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+def sample_seeds(count: int, *entropy: int) -> list[int]:
+    """`count` well-mixed 64-bit seeds from non-negative ints (e.g. seed, epoch, rank, batch): one per
+    position in the batch, drawn at once (one SeedSequence per batch, not per sample)."""
+    return [int(s) for s in np.random.SeedSequence(entropy).generate_state(count, np.uint64)]
 
 
 def seed_generators(seed: int) -> None:

@@ -27,6 +27,7 @@ from typing import Optional
 import torch
 
 from arlif.neurons import RESETS, NeuronSpec
+from arlif.runtime import cpus_per_process
 
 ARCHS = (80, 90)  # Ampere (A100), Hopper (H100/H200)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", type=int, nargs="+", default=list(ARCHS), help="compute capabilities, e.g. 80 90")
     parser.add_argument("--dtype", nargs="+", default=list(DTYPES), choices=list(DTYPES))
-    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="parallel builds")
+    parser.add_argument("--jobs", type=int, default=cpus_per_process(), help="parallel builds")
     parser.add_argument("--code-paths-only", action="store_true",
                         help="build AR-LIF's backward only with both α and β gradients (every code path, "
                              "fewer variants)")

@@ -9,7 +9,7 @@ a plain `key=value` on the command line fixes that key for every trial and remov
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -70,8 +70,8 @@ class SearchSpace:
 
     dimensions: dict[str, BaseDistribution]
     fixed: list[str]
-    fixed_values: dict[str, Any] = field(default_factory=dict)
-    complements: dict[str, str] = field(default_factory=dict)
+    fixed_values: dict[str, Any]
+    complements: dict[str, str]
 
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
         """A trial's overrides for its sampled `params`, complements included (e.g. paper λ and 1 − λ)."""

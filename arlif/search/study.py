@@ -26,6 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from arlif.errors import ConfigError
+from arlif.runlock import process_runs
 
 OBJECTIVES = ("val_acc_best", "val_acc_final")
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
@@ -129,22 +130,12 @@ def owner_stamp() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_orphan(trial: optuna.trial.FrozenTrial, stale_after_s: float) -> bool:
     """A running trial whose sweep process is gone: dead on this host, or silent for `stale_after_s`."""
     stamp = trial.user_attrs.get("owner")
     if stamp is None:
         return True
-    if stamp["host"] == socket.gethostname() and not _pid_alive(stamp["pid"]):
+    if stamp["host"] == socket.gethostname() and not process_runs(stamp["pid"]):
         return True
     return time.time() - stamp["time"] > stale_after_s
 
