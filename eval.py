@@ -7,13 +7,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from arlif.cli import run_cli, run_hydra, share_checkout
+from arlif.runner.cli import run_cli, run_hydra, share_checkout
 
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from arlif.pipeline import evaluate_checkpoint
-    from arlif.runfolder import remove_failed_start
+    from arlif.runner.pipeline import evaluate_checkpoint
+    from arlif.runner.runfolder import remove_failed_start
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)

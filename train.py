@@ -13,13 +13,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from arlif.cli import exit_as_run_ended, run_cli, run_hydra, share_checkout, torchrun_argv
+from arlif.runner.cli import exit_as_run_ended, run_cli, run_hydra, share_checkout, torchrun_argv
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from arlif.pipeline import train
-    from arlif.runfolder import remove_failed_start
+    from arlif.runner.pipeline import train
+    from arlif.runner.runfolder import remove_failed_start
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arlif.config import check_number
+from arlif.runner.config import check_number
 from arlif.errors import ConfigError
 
 MSE_TARGETS = ("constant", "onehot")

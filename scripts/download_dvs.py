@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))  # runs from a checkout without installing the pac
 from omegaconf import OmegaConf  # noqa: E402
 from torchvision.datasets.utils import extract_archive  # noqa: E402
 
-from arlif.cli import run_cli  # noqa: E402
+from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.data import events  # noqa: E402
 from arlif.data.layout import check_split_sizes, no_empty_folders_left  # noqa: E402
 from arlif.errors import DataError  # noqa: E402

@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO))  # runs from a checkout without installing the pac
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from arlif.cli import run_cli  # noqa: E402
+from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.data.layout import check_split_sizes, no_empty_folders_left  # noqa: E402
 from arlif.data.static import TINY_LAYOUT, download_tiny_imagenet, tiny_imagenet_samples  # noqa: E402
 

@@ -5,7 +5,7 @@
 
 A checkpoint (or a run folder: its best.pt) is evaluated on its whole test set as
 `python eval.py checkpoint=PATH` does (overrides such as data_dir=/data go after `--`);
-an eval.json written by eval.py is used as it is.  The counts follow arlif/energy.py: the
+an eval.json written by eval.py is used as it is.  The counts follow arlif/instruments/energy.py: the
 first layer and layers fed real values cost MACs, layers fed spikes cost
 ACs = input firing rate · T · FLOPs, E = 4.6 pJ · MACs + 0.9 pJ · ACs.  The paper's
 row is printed under ours when it has one for the same dataset, model and T.
@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
-from arlif.analysis import evaluate_runs, split_overrides, write_rows  # noqa: E402
-from arlif.cli import run_cli  # noqa: E402
+from arlif.reports.analysis import evaluate_runs, split_overrides, write_rows  # noqa: E402
+from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.errors import DataError  # noqa: E402
-from arlif.paper import DATASETS, MODELS, TABLE3  # noqa: E402
+from arlif.reports.paper import DATASETS, MODELS, TABLE3  # noqa: E402
 
 COLUMNS = ["source", "dataset", "model", "neuron", "T", "params_M", "flops_M", "macs_M", "acs_M", "energy_uJ",
            "firing_rate", "test_acc"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
-from arlif.cli import run_cli  # noqa: E402
-from arlif.results import add_source_arguments, build_tables, read_runs, to_markdown, write_csv  # noqa: E402
+from arlif.runner.cli import run_cli  # noqa: E402
+from arlif.reports.results import add_source_arguments, build_tables, read_runs, to_markdown, write_csv  # noqa: E402
 
 CSV_NAMES = ("table1.csv", "table2.csv", "other_runs.csv")
 

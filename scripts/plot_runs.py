@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
-from arlif.analysis import log_figures  # noqa: E402
-from arlif.cli import run_cli  # noqa: E402
-from arlif.curves import write_report  # noqa: E402
-from arlif.results import add_source_arguments, read_runs  # noqa: E402
+from arlif.reports.analysis import log_figures  # noqa: E402
+from arlif.runner.cli import run_cli  # noqa: E402
+from arlif.reports.curves import write_report  # noqa: E402
+from arlif.reports.results import add_source_arguments, read_runs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from arlif.config import CONF_DIR, compose
+from arlif.runner.config import CONF_DIR, compose
 from arlif.data import build_data
 
 

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from arlif.checkpoint import load_checkpoint
-from arlif.config import CONF_DIR, compose
+from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import CheckpointError
-from arlif.pipeline import evaluate_checkpoint, train
+from arlif.runner.pipeline import evaluate_checkpoint, train
 
 # quickcnn on 2-channel 8x8 images of 4 classes: its head is fc [4, 256]
 TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=1", "batch_size=8", "dataset.image_size=8",

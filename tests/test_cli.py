@@ -3,7 +3,7 @@
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from arlif.cli import run_cli
+from arlif.runner.cli import run_cli
 from arlif.errors import DataError
 
 

@@ -10,14 +10,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from arlif.checkpoint import load_checkpoint
-from arlif.config import CONF_DIR, resolve, validate
-from arlif.config import compose as compose_run
-from arlif.debugging import AnomalyFound, fixed_batches_loader
+from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.config import CONF_DIR, resolve, validate
+from arlif.runner.config import compose as compose_run
+from arlif.runner.debugging import AnomalyFound, fixed_batches_loader
 from arlif.errors import ConfigError
 from arlif.neurons import neuron_layers
-from arlif.pipeline import build_model, evaluate_checkpoint, train
-from arlif.profiling import CATEGORIES
+from arlif.runner.pipeline import build_model, evaluate_checkpoint, train
+from arlif.runner.profiling import CATEGORIES
 
 DEBUG_PRESETS = ("fast", "overfit", "profile", "anomaly")
 # Every experiment preset (recipe/ holds their building blocks, which every table preset includes).
@@ -114,7 +114,7 @@ OVERFIT = [*QUICK, "debug=overfit", "batch_size=16", "trainer.overfit_batches=1"
 
 
 def test_overfit_reaches_100_percent_on_the_quickstart_model(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="arlif.debugging"):
+    with caplog.at_level(logging.INFO, logger="arlif.runner.debugging"):
         summary = train(compose_run([*OVERFIT, "trainer.epochs=20"]), tmp_path)
     verdict = summary["overfit"]
     assert verdict["reached_100"] and verdict["final_train_acc"] == 100.0 and verdict["samples"] == 16
@@ -126,7 +126,7 @@ def test_overfit_reaches_100_percent_on_the_quickstart_model(tmp_path, caplog):
 
 def test_overfit_reports_failure_when_no_gradient_reaches_the_weights(tmp_path, caplog):
     """Neurons that never fire (threshold 1e6) pass no surrogate gradient and give the readout only zeros."""
-    with caplog.at_level(logging.INFO, logger="arlif.debugging"):
+    with caplog.at_level(logging.INFO, logger="arlif.runner.debugging"):
         summary = train(compose_run([*OVERFIT, "trainer.epochs=5", "neuron.v_threshold=1e6"]), tmp_path)
     verdict = summary["overfit"]
     assert not verdict["reached_100"] and verdict["first_epoch_at_100"] is None
@@ -143,7 +143,7 @@ def profile_run(run_dir, *overrides):
 
 
 def test_profile_adds_up_and_attributes_time_and_memory(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="arlif.pipeline"):
+    with caplog.at_level(logging.INFO, logger="arlif.runner.pipeline"):
         cfg, fused = profile_run(tmp_path / "fused")
     folder = tmp_path / "fused" / "profile"
     trace = json.loads(gzip.open(folder / "trace.json.gz").read())

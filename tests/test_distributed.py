@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from arlif import distributed
-from arlif.cli import torchrun_argv
-from arlif.config import CONF_DIR, compose
+from arlif.runner import distributed
+from arlif.runner.cli import torchrun_argv
+from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import ConfigError
 from arlif.models.layers import SeqBatchNorm2d
-from arlif.pipeline import build_model, evaluate_checkpoint
+from arlif.runner.pipeline import build_model, evaluate_checkpoint
 from fixtures_data import write_cifar10_dvs
 
 REPO = CONF_DIR.parent

@@ -5,11 +5,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from arlif.energy import E_AC_PJ, E_MAC_PJ, SynapticOpCounter
+from arlif.instruments.energy import E_AC_PJ, E_MAC_PJ, SynapticOpCounter
 from arlif.models import create_model
 from arlif.models.layers import DirectEncoder, SeqToANN
 from arlif.neurons import build_neuron
-from arlif.paper import TABLE3
+from arlif.reports.paper import TABLE3
 
 
 class Tiny(nn.Module):

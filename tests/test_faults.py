@@ -17,17 +17,17 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10
 
-import arlif.pipeline as pipeline
-from arlif.checkpoint import load_checkpoint
-from arlif.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, exit_as_run_ended
-from arlif.config import CONF_DIR, compose
+import arlif.runner.pipeline as pipeline
+from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, exit_as_run_ended
+from arlif.runner.config import CONF_DIR, compose
 from arlif.data.synthetic import build_synthetic
 from arlif.errors import CheckpointError, ConfigError
-from arlif.pipeline import TrainingRun, evaluate_checkpoint, train
+from arlif.runner.pipeline import TrainingRun, evaluate_checkpoint, train
 from fixtures_data import cifar_checksums, write_cifar
 
 REPO = CONF_DIR.parent
-# 16 batches per epoch: a stop takes effect at the check after batch 10 (arlif.engine.CHECK_EVERY)
+# 16 batches per epoch: a stop takes effect at the check after batch 10 (arlif.runner.engine.CHECK_EVERY)
 FAULT = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=3", "batch_size=4",
          "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=32", "dataset.noise=3.0",
          "trainer.num_workers=0", "T=2", "trainer.deterministic=true"]

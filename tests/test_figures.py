@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from arlif.analysis import parameter_history, step_distances
-from arlif.config import compose
+from arlif.reports.analysis import parameter_history, step_distances
+from arlif.runner.config import compose
 from arlif.errors import ConfigError, DataError
-from arlif.paper import TABLE3
-from arlif.pipeline import train
+from arlif.reports.paper import TABLE3
+from arlif.runner.pipeline import train
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TINY_RUN = ["experiment=quickstart", "logger=none", "dataset=synthetic", "dataset.image_size=8",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import arlif.kernels
-from arlif.cli import run_cli
+from arlif.runner.cli import run_cli
 from arlif.errors import ConfigError
 from arlif.kernels import cpu as cpu_engine
 from arlif.kernels import selfcheck

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from arlif.config import compose
+from arlif.runner.config import compose
 from arlif.errors import ConfigError
 from arlif.loss import TETMSELoss, build_loss
 

@@ -14,10 +14,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from arlif.engine import Trainer
-from arlif.monitor import FiringRateMonitor, mean_rate
+from arlif.runner.engine import Trainer
+from arlif.instruments.firing_rates import FiringRateMonitor, mean_rate
 from arlif.neurons import ARLIF, LIF
-from arlif.runtime import resolve_precision
+from arlif.runner.runtime import resolve_precision
 
 CPU = torch.device("cpu")
 # five static samples of 4 currents with 4, 3, 4, 1 and 0 positive ones: 12 of 20 entries

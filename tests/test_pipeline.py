@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from arlif.checkpoint import load_checkpoint
-from arlif.config import CONF_DIR, compose
+from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import CheckpointError
 from arlif.neurons import neuron_layers
-from arlif.optim import build_optimizer
-from arlif.pipeline import build_model, evaluate_checkpoint, train
-from arlif.tracking import WandbRun
+from arlif.runner.optim import build_optimizer
+from arlif.runner.pipeline import build_model, evaluate_checkpoint, train
+from arlif.runner.tracking import WandbRun
 
 TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=2", "batch_size=16",
         "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=32", "dataset.noise=3.0",
@@ -163,7 +163,7 @@ def test_wandb_failure_warns_once_and_training_goes_on(tmp_path, monkeypatch, ca
         raise ConnectionError("no network")
 
     monkeypatch.setattr(wandb, "init", broken)
-    with caplog.at_level(logging.WARNING, logger="arlif.tracking"):
+    with caplog.at_level(logging.WARNING, logger="arlif.runner.tracking"):
         summary = train(compose([*TINY, "logger=wandb", "logger.mode=online"]), tmp_path)
     assert summary["epochs_completed"] == 2
     warnings = [r.getMessage() for r in caplog.records if "W&B" in r.getMessage()]
@@ -180,7 +180,7 @@ def test_wandb_logging_error_disables_it(tmp_path, caplog):
     wandb_run = run.run
     wandb_run.log = fail
     try:
-        with caplog.at_level(logging.WARNING, logger="arlif.tracking"):
+        with caplog.at_level(logging.WARNING, logger="arlif.runner.tracking"):
             run.log({"epoch": 1}, step=1)
             run.log({"epoch": 2}, step=2)
     finally:

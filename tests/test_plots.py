@@ -1,4 +1,4 @@
-"""Learning curves (scripts/plot_runs.py, arlif.curves) of a real small multirun: groups and their run counts,
+"""Learning curves (scripts/plot_runs.py, arlif.reports.curves) of a real small multirun: groups and their run counts,
 the band over seeds, diverged and killed runs marked, images of the right size that are not blank, and
 report.md holding make_tables.py's numbers."""
 
@@ -16,11 +16,11 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from arlif.curves import BAND, DPI, collect, curve_values, figure_size, plot_metric
-from arlif.analysis import read_metrics as metrics
+from arlif.reports.curves import BAND, DPI, collect, curve_values, figure_size, plot_metric
+from arlif.reports.analysis import read_metrics as metrics
 from arlif.errors import ConfigError, DataError
-from arlif.results import build_tables, read_summaries
-from arlif.tracking import flatten
+from arlif.reports.results import build_tables, read_summaries
+from arlif.runner.tracking import flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two learning rates x two seeds.  With the preset's AdamW, lr = 1e7 overflows the loss in epoch 2 on this

@@ -6,11 +6,11 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
-from arlif.config import CONF_DIR, resolve, validate
-from arlif.config import compose as compose_run
+from arlif.runner.config import CONF_DIR, resolve, validate
+from arlif.runner.config import compose as compose_run
 from arlif.neurons import neuron_layers
-from arlif.paper import ABLATIONS, TABLE1, TABLE2
-from arlif.pipeline import build_model
+from arlif.reports.paper import ABLATIONS, TABLE1, TABLE2
+from arlif.runner.pipeline import build_model
 
 # The published recipe per dataset (issue 5): batch, epochs, lr, weight decay, tet_weight (paper λ),
 # mse_weight (1 − λ), MSE target, neuron dropout.

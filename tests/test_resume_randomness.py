@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from arlif import distributed
-from arlif.checkpoint import load_checkpoint
-from arlif.config import compose
+from arlif.runner import distributed
+from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.config import compose
 from arlif.data.sample_seeds import SeededSamples
-from arlif.pipeline import TrainingRun, train
-from arlif.runtime import rng_state
+from arlif.runner.pipeline import TrainingRun, train
+from arlif.runner.runtime import rng_state
 
 TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=1", "batch_size=8",
         "dataset.image_size=8", "dataset.train_size=16", "dataset.test_size=8", "trainer.num_workers=0", "T=2"]

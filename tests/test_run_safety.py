@@ -21,15 +21,15 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from arlif.checkpoint import load_checkpoint, write_atomically
-from arlif.cli import EXIT_ABORTED, EXIT_INTERRUPTED, hydra_message
-from arlif.config import CONF_DIR, compose
+from arlif.runner.checkpoint import load_checkpoint, write_atomically
+from arlif.runner.cli import EXIT_ABORTED, EXIT_INTERRUPTED, hydra_message
+from arlif.runner.config import CONF_DIR, compose
 from arlif.data.layout import no_empty_folders_left
 from arlif.errors import ConfigError
-from arlif.pipeline import train
-from arlif.results import read_summaries, read_wandb_runs
-from arlif.runfolder import RunFolderGuard
-from arlif.runlock import LOCK_NAME, STALE_AFTER_S, RunFolderBusy, RunLock, effective_status, holder_gone, this_process
+from arlif.runner.pipeline import train
+from arlif.reports.results import read_summaries, read_wandb_runs
+from arlif.runner.runfolder import RunFolderGuard
+from arlif.runner.runlock import LOCK_NAME, STALE_AFTER_S, RunFolderBusy, RunLock, effective_status, holder_gone, this_process
 from test_faults import BATCHES, DRIVE, FAULT, REPO, interactive, rows, run_driver
 
 

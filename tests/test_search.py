@@ -27,7 +27,7 @@ from hydra.types import HydraContext
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from arlif.config import CONF_DIR
+from arlif.runner.config import CONF_DIR
 from arlif.errors import ConfigError
 from arlif.search.space import search_space
 from arlif.search.study import build_pruner, build_sampler, check_objective, make_storage
@@ -56,7 +56,7 @@ hydra:
 # Kills its own process (SIGKILL) when TrainingRun.run_epoch is entered for the KILL_AT-th time.
 KILLER = """\
 import os, runpy, signal, sys
-import arlif.pipeline as pipeline
+import arlif.runner.pipeline as pipeline
 real, calls = pipeline.TrainingRun.run_epoch, []
 def run_epoch(self, epoch):
     calls.append(epoch)

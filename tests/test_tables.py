@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from arlif.paper import TABLE1, TABLE2
-from arlif.results import build_tables, read_summaries, read_wandb_runs, to_markdown
+from arlif.reports.paper import TABLE1, TABLE2
+from arlif.reports.results import build_tables, read_summaries, read_wandb_runs, to_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 # Quick-start scale: the quickstart preset on a small synthetic dataset, 2 epochs.

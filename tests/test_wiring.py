@@ -9,12 +9,12 @@ hand-computed logits of test_loss.py.
 import pytest
 import torch
 
-from arlif.config import compose, resolve
+from arlif.runner.config import compose, resolve
 from arlif.loss import build_loss
 from arlif.models.layers import SeqBatchNorm2d, SeqDropout
 from arlif.neurons import ARLIF, LIF, neuron_layers
-from arlif.optim import build_optimizer, build_scheduler
-from arlif.pipeline import TrainingRun, build_model, load_data
+from arlif.runner.optim import build_optimizer, build_scheduler
+from arlif.runner.pipeline import TrainingRun, build_model, load_data
 from test_loss import LABELS, O, mse_by_hand, onehot, tet_by_hand
 
 CPU = torch.device("cpu")

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from arlif.config import compose, validate
+from arlif.runner.config import compose, validate
 from arlif.errors import ConfigError
-from arlif.pipeline import make_test_loader
-from arlif.runtime import MAX_AUTO_WORKERS, resolve_num_workers
+from arlif.runner.pipeline import make_test_loader
+from arlif.runner.runtime import MAX_AUTO_WORKERS, resolve_num_workers
 
 CPUS = os.sched_getaffinity(0)
 EXPECTED = min(MAX_AUTO_WORKERS, len(CPUS) - 1)

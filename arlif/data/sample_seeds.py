@@ -4,7 +4,7 @@ A DataLoader worker draws augmentation from its own generators, seeded once per 
 advanced by every sample it loaded before.  Which worker loads which batch depends on the
 number of workers and, after a mid-epoch resume, on the batch the epoch restarted from, so
 a resumed run would see other crops, flips and ops than an uninterrupted one.  Instead, the
-training batches (arlif.distributed.EpochBatches) name each sample with a seed made of the
+training batches (arlif.runner.distributed.EpochBatches) name each sample with a seed made of the
 run seed, epoch, process rank and position in the epoch, and `SeededSamples` loads it with
 Python's, NumPy's and torch's CPU generators seeded from that seed alone.  The caller's
 generators are restored afterwards: with `num_workers=0` the caller is the training

@@ -30,7 +30,7 @@ from torch import Tensor
 from arlif.errors import ConfigError
 from arlif.kernels import selfcheck
 from arlif.kernels.function import FusedNeuron, fused_multistep
-from arlif.neurons import BACKENDS, NeuronSpec, reference_multistep
+from arlif.neurons.dynamics import BACKENDS, NeuronSpec, reference_multistep
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
 

@@ -26,8 +26,8 @@ from typing import Optional
 
 import torch
 
-from arlif.neurons import RESETS, NeuronSpec
-from arlif.runtime import cpus_per_process
+from arlif.neurons.dynamics import RESETS, NeuronSpec
+from arlif.cpus import cpus_per_process
 
 ARCHS = (80, 90)  # Ampere (A100), Hopper (H100/H200)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

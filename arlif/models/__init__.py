@@ -2,7 +2,7 @@
 
 Networks take [T, B, C, H, W] (event frames) or a static [B, C, H, W] image plus T
 (direct encoding: the first convolution runs once and is repeated) and return logits
-[T, B, K].  The same models are registered in timm as `arlif_<name>`.
+[T, B, K].  The same models are registered in timm as `arlif_<name>` (arlif.timm_models).
 """
 
 from __future__ import annotations
@@ -34,29 +34,5 @@ def create_model(name: str, *, num_classes: int, in_channels: int, image_size: i
         return SpikingResNet18(num_classes, in_channels, make_neuron, dropout, bn_mode)
     return SpikingVGG(LAYOUTS[name], HEADS[name], num_classes, in_channels, image_size, make_neuron, dropout, bn_mode)
 
-
-def _register_timm() -> None:
-    """Expose every architecture to `timm.create_model("arlif_<name>", ...)`."""
-    from timm.models import register_model
-
-    def entrypoint(name):
-        def build(pretrained: bool = False, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
-                  **kwargs):
-            if pretrained:
-                raise ValueError("arlif models have no pretrained weights")
-            for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-                kwargs.pop(key, None)
-            return create_model(name, num_classes=num_classes, in_channels=in_chans, image_size=img_size, **kwargs)
-
-        build.__name__ = f"arlif_{name}"
-        build.__doc__ = f"Spiking {name} from arlif (multi-step; see arlif.models.create_model)."
-        build.__module__ = __name__
-        return build
-
-    for name in MODELS:
-        register_model(entrypoint(name))
-
-
-_register_timm()
 
 __all__ = ["create_model", "MODELS"]

@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from arlif.errors import ConfigError
-from arlif.runlock import process_runs
+from arlif.runner.runlock import process_runs
 
 OBJECTIVES = ("val_acc_best", "val_acc_final")
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,

@@ -4,7 +4,7 @@ Trials run in batches of `n_jobs` through the configured Hydra launcher (in this
 submitit jobs locally or on SLURM).  Trial N always runs in `<study folder>/trial-<N>` with
 `trainer.resume=auto`, so the study survives kills: a rerun of the same command adopts the running
 trials whose sweep process is gone (dead on this host, or silent for STALE_BEATS heartbeats),
-leaves those whose job still runs (its run folder is held, arlif.runlock), finishes those whose
+leaves those whose job still runs (its run folder is held, arlif.runner.runlock), finishes those whose
 run folder says they ended and resumes the others from their last.pt, then asks
 for new trials until the study holds `n_trials`.  Asking and adopting happen under a lock in the
 study folder, so several sweep processes on one storage share the study without duplicate trial
@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from arlif.errors import ConfigError
-from arlif.runlock import live_holder
+from arlif.runner.runlock import live_holder
 from arlif.search.report import write_report
 from arlif.search.space import SearchSpace, hydra_value, search_space
 from arlif.search.study import (DEFAULT_JOURNAL, Heartbeat, StudyLock, build_pruner, build_sampler, check_objective,

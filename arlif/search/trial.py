@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from arlif import distributed
-from arlif.runtime import is_main_process
+from arlif.runner import distributed
+from arlif.runner.runtime import is_main_process
 
 STATES = {"finished": "COMPLETE", "pruned": "PRUNED", "diverged": "FAIL"}  # any other status: still RUNNING
 

@@ -51,7 +51,7 @@ class ArlifOptunaSweeper(Sweeper):
                                                                 task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from arlif.cli import run_cli
+        from arlif.runner.cli import run_cli
         from arlif.search.sweep import StudySweep
 
         return run_cli(lambda: StudySweep(self.settings, self.config, self.launcher).run(arguments))

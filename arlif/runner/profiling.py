@@ -37,7 +37,7 @@ from torch.profiler import ProfilerActivity, record_function, schedule
 from arlif.errors import ConfigError
 from arlif.kernels import resolve_backend
 from arlif.neurons import SpikingNeuron
-from arlif.runtime import Precision, is_main_process
+from arlif.runner.runtime import Precision, is_main_process
 
 CATEGORIES = ("convolution", "batch norm", "neuron", "loss", "optimizer", "data loading", "other")
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "

@@ -12,7 +12,7 @@ from timm.optim import param_groups_weight_decay
 from omegaconf import OmegaConf
 from torch import nn
 
-from arlif.config import check_number
+from arlif.runner.config import check_number
 from arlif.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")

@@ -1,7 +1,7 @@
 """Checkpoint files: written atomically, read with a clear error when unusable.
 
 A checkpoint is a dict with at least `model`, `optimizer`, `scheduler`, `scaler`,
-`epoch` (epochs completed), `best` ({"acc", "epoch"}), `rng` (one arlif.runtime.rng_state
+`epoch` (epochs completed), `best` ({"acc", "epoch"}), `rng` (one arlif.runner.runtime.rng_state
 per training process, by rank), `partial_epoch` (None, or the epoch a stop interrupted and
 each process's progress through it) and `config` (the resolved run config as plain
 containers).  Everything in it is a tensor or a plain value, so it loads with
@@ -84,7 +84,7 @@ def find_resume_checkpoint(resume: Optional[str], run_dir: Path) -> Optional[Pat
     return path
 
 
-# The config keys that decide a network's parameter names and shapes (arlif.pipeline.build_model).
+# The config keys that decide a network's parameter names and shapes (arlif.runner.pipeline.build_model).
 SHOWN = 3  # differing parameters named in the message
 SHAPE_KEYS = ("model.name", "neuron.name", "dataset.num_classes", "dataset.in_channels", "dataset.image_size")
 

@@ -1,7 +1,7 @@
 """Run records: the run directory's JSON files and the optional Weights & Biases run.
 
 `RunRecorder` is the one place a run writes what it measured.  Only the main process
-records (see arlif.runtime.is_main_process); on other ranks every method is a no-op.
+records (see arlif.runner.runtime.is_main_process); on other ranks every method is a no-op.
 W&B is best effort: any failure there warns once and training goes on without it.
 """
 
@@ -16,8 +16,8 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from arlif.checkpoint import write_atomically
-from arlif.runtime import is_main_process
+from arlif.runner.checkpoint import write_atomically
+from arlif.runner.runtime import is_main_process
 
 log = logging.getLogger(__name__)
 

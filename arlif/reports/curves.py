@@ -1,8 +1,8 @@
 """Learning curves of many runs, grouped as the result tables group them, and a Markdown report.
 
-Runs are the records of `arlif.results` (summary.json files, or W&B run summaries) and
+Runs are the records of `arlif.reports.results` (summary.json files, or W&B run summaries) and
 their per-epoch history is the run's metrics.jsonl (or W&B history).  Runs are grouped by
-`arlif.results.group_runs` (experiment, dataset, model, neuron, T, and the launch overrides
+`arlif.reports.results.group_runs` (experiment, dataset, model, neuron, T, and the launch overrides
 that differ, e.g. a search's trials), so a group is a table row and its runs are its seeds.
 Each metric gets one PNG: per group the mean over its runs at every epoch, a min–max band
 when it has several runs, and its run count in the legend.
@@ -26,10 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from arlif.analysis import read_metrics, read_wandb_history
+from arlif.reports.analysis import read_metrics, read_wandb_history
 from arlif.errors import DataError
-from arlif.results import GROUP_FIELDS, Table, build_tables, group_runs, to_markdown
-from arlif.tracking import flatten
+from arlif.reports.results import GROUP_FIELDS, Table, build_tables, group_runs, to_markdown
+from arlif.runner.tracking import flatten
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,14 @@ MAX_COLUMNS = 4
 
 @dataclass
 class RunCurves:
-    """One run's record (arlif.results) and its curves: {metric key: {epoch: value}}."""
+    """One run's record (arlif.reports.results) and its curves: {metric key: {epoch: value}}."""
 
     run: dict
     values: dict[str, dict[int, float]]
 
     @property
     def status(self) -> Optional[str]:
-        """The effective status read by arlif.results (finished, running, killed, diverged, ...)."""
+        """The effective status read by arlif.reports.results (finished, running, killed, diverged, ...)."""
         return self.run["status"]
 
 

@@ -2,7 +2,7 @@
 
 Hydra creates the run folder, with `.hydra/` and the job's log file, before train.py's code runs.
 `RunFolderGuard`, a Hydra callback (conf/config.yaml; eval.yaml includes it), runs before that:
-- a run folder that a live run holds (arlif.runlock) stops the launch with exit 2, so that not even
+- a run folder that a live run holds (arlif.runner.runlock) stops the launch with exit 2, so that not even
   Hydra's files of the holder are touched;
 - it notes which folders are new (the run folder, or a multirun's sweep folder), so that
   `remove_failed_start` deletes, after a user error, only a folder this launch made and that still
@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from arlif.errors import ConfigError, UserError
-from arlif.runlock import check_free
+from arlif.runner.runlock import check_free
 
 # Folders this process's launch created (filled by RunFolderGuard before Hydra creates them).
 NEW_FOLDERS: set[Path] = set()

@@ -3,10 +3,10 @@
 Runs come from `summary.json` files (run folders, multirun folders) or from W&B run
 summaries (the same keys).  Each run record carries its effective `status` (finished,
 interrupted, diverged, running, or killed: said running but nothing runs it any more;
-arlif.runlock.effective_status), which every reader of records shows.  Runs of one
+arlif.runner.runlock.effective_status), which every reader of records shows.  Runs of one
 (experiment, dataset, model, neuron, T) launched with the same overrides (`.hydra/overrides.yaml`,
 seed and bookkeeping keys aside) are one group; its seeds are reduced to mean ± sample std.
-Runs of one cell launched with other values, such as a search's trials, are one group each.  A paper cell (arlif.paper) takes the group named `Cell.experiment`; any other group is
+Runs of one cell launched with other values, such as a search's trials, are one group each.  A paper cell (arlif.reports.paper) takes the group named `Cell.experiment`; any other group is
 listed under "Other runs".  A cell without runs stays empty: a missing number is never
 written as zero.
 """
@@ -26,8 +26,8 @@ from typing import Callable, Iterable, Optional, Sequence
 from omegaconf import OmegaConf
 
 from arlif.errors import ConfigError, DataError
-from arlif.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
-from arlif.runlock import effective_status
+from arlif.reports.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
+from arlif.runner.runlock import effective_status
 
 log = logging.getLogger(__name__)
 

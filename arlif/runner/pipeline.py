@@ -4,7 +4,7 @@
 resumes, runs the epochs and leaves in the run directory: config.yaml, metrics.jsonl
 (one line per epoch), summary.json, last.pt and best.pt.  Launched by torchrun or as a
 multi-task SLURM job it trains with DistributedDataParallel, rank 0 writing the files.
-A signal (arlif.preemption) stops it with a checkpoint, from which it resumes exactly;
+A signal (arlif.runner.preemption) stops it with a checkpoint, from which it resumes exactly;
 a non-finite loss stops it keeping the last good checkpoint.  `evaluate_checkpoint`
 rebuilds a run from a checkpoint's own config and writes eval.json.
 """
@@ -25,26 +25,26 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, random_split
 
-from arlif import distributed, runlock
-from arlif.checkpoint import (BEST, LAST, check_model_fits, copy_checkpoint, find_resume_checkpoint, load_checkpoint,
+from arlif.runner import distributed, runlock
+from arlif.runner.checkpoint import (BEST, LAST, check_model_fits, copy_checkpoint, find_resume_checkpoint, load_checkpoint,
                               save_checkpoint)
-from arlif.config import resolve, validate
+from arlif.runner.config import resolve, validate
 from arlif.data import DataBundle, build_data
 from arlif.data.sample_seeds import SeededSamples
-from arlif.debugging import anomaly_detection, fixed_batches_loader, log_overfit_verdict, overfit_verdict
-from arlif.energy import SynapticOpCounter
-from arlif.engine import Trainer, count_parameters, neuron_parameters
+from arlif.runner.debugging import anomaly_detection, fixed_batches_loader, log_overfit_verdict, overfit_verdict
+from arlif.instruments.energy import SynapticOpCounter
+from arlif.runner.engine import Trainer, count_parameters, neuron_parameters
 from arlif.errors import CheckpointError, ConfigError
 from arlif.kernels import resolve_backend
 from arlif.loss import build_loss
 from arlif.models import create_model
-from arlif.optim import build_optimizer, build_scheduler
-from arlif.preemption import StopSignals, ignore_stop_signals
-from arlif.profiling import StepProfiler
-from arlif.runtime import (configure_determinism, is_main_process, resolve_device, resolve_num_workers,
+from arlif.runner.optim import build_optimizer, build_scheduler
+from arlif.runner.preemption import StopSignals, ignore_stop_signals
+from arlif.runner.profiling import StepProfiler
+from arlif.runner.runtime import (configure_determinism, is_main_process, resolve_device, resolve_num_workers,
                            resolve_precision, rng_state, seed_everything, set_rng_state)
 from arlif.search.trial import trial_reporter
-from arlif.tracking import RunRecorder, write_json
+from arlif.runner.tracking import RunRecorder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _loader(dataset: Dataset, cfg: DictConfig, device: torch.device, **kwargs) -
 def make_train_loader(dataset: Dataset, cfg: DictConfig, device: torch.device,
                       generator: torch.Generator) -> DataLoader:
     """This process's shuffled batches of `dataset`, whole batches only (batch norm needs > 1 sample);
-    call `loader.batch_sampler.start(epoch)` before each epoch (see arlif.distributed.EpochBatches).
+    call `loader.batch_sampler.start(epoch)` before each epoch (see arlif.runner.distributed.EpochBatches).
     Each sample's augmentation draws from its own seed (arlif.data.sample_seeds), whatever the workers."""
     batches = distributed.EpochBatches(dataset, cfg.batch_size, cfg.seed, generator)
     if len(batches) == 0:
@@ -182,7 +182,7 @@ class TrainingRun:
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device, holder: Optional[dict] = None):
-        self.cfg, self.run_dir, self.holder = cfg, Path(run_dir), holder  # holder: arlif.runlock's record
+        self.cfg, self.run_dir, self.holder = cfg, Path(run_dir), holder  # holder: arlif.runner.runlock's record
         precision = resolve_precision(cfg.trainer.precision, device)
         resume_path = find_resume_checkpoint(resume_setting(cfg), self.run_dir)
         state = load_checkpoint(resume_path) if resume_path else None
@@ -198,7 +198,7 @@ class TrainingRun:
         loss_fn = build_loss(cfg)
         bundle, train_set, val_set = load_data(cfg)
         self.generator = torch.Generator()
-        overfit = cfg.trainer.overfit_batches is not None  # fixed batches, no batch mixing (arlif.debugging)
+        overfit = cfg.trainer.overfit_batches is not None  # fixed batches, no batch mixing (arlif.runner.debugging)
         self.train_loader = (fixed_batches_loader(train_set, cfg) if overfit
                              else make_train_loader(train_set, cfg, device, self.generator))
         self.test_loader = make_test_loader(bundle.test, cfg, device)
@@ -411,8 +411,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     Config errors, including a model that does not fit the input, come before any data is read
     or device touched.  Under torchrun (or a multi-task SLURM job) every process calls this and
-    rank 0's `run_dir` is the run's, which rank 0 holds (arlif.runlock).  SIGTERM, SIGUSR1, SIGUSR2
-    and Ctrl-C stop the run with a checkpoint (arlif.preemption); the summary's `status` says how it ended.
+    rank 0's `run_dir` is the run's, which rank 0 holds (arlif.runner.runlock).  SIGTERM, SIGUSR1, SIGUSR2
+    and Ctrl-C stop the run with a checkpoint (arlif.runner.preemption); the summary's `status` says how it ended.
     """
     cfg = resolve(cfg)
     validate(cfg)

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from arlif.cpus import cpus_per_process
 from arlif.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -61,20 +62,6 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 
 MAX_AUTO_WORKERS = 8  # enough to keep a GPU fed with the paper's augmentations; more only costs memory
-
-
-def cpus_per_process() -> int:
-    """CPUs this process may use: its affinity mask shared among the processes torchrun started
-    on this node (LOCAL_WORLD_SIZE), and at most SLURM_CPUS_PER_TASK under SLURM."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity API (macOS)
-        cpus = os.cpu_count() or 1
-    cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit():
-        cpus = min(cpus, int(slurm))
-    return max(1, cpus)
 
 
 def resolve_num_workers(value) -> int:

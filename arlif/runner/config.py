@@ -17,9 +17,9 @@ from arlif.errors import ConfigError
 from arlif.models import MODELS
 from arlif.models.layers import BN_MODES
 from arlif.neurons import BACKENDS, NEURONS
-from arlif.tracking import LOGGERS, WANDB_MODES
+from arlif.runner.tracking import LOGGERS, WANDB_MODES
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:

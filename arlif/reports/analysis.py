@@ -23,7 +23,7 @@ from torch import Tensor
 
 from arlif.errors import ConfigError, DataError
 from arlif.neurons import build_neuron
-from arlif.tracking import resolve_wandb_mode
+from arlif.runner.tracking import resolve_wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def evaluate_runs(inputs: Sequence[Path], out_dir: Path, overrides: Sequence[str
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from arlif.config import compose
-    from arlif.pipeline import evaluate_checkpoint
+    from arlif.runner.config import compose
+    from arlif.runner.pipeline import evaluate_checkpoint
 
     results = []
     for i, path in enumerate(map(Path, inputs)):

@@ -239,7 +239,7 @@ def hold(run_dir: Path) -> Iterator[dict]:
     Under torchrun rank 0 takes the lock for the run and tells the other processes whether it got it,
     so that all of them stop on a held folder.
     """
-    from arlif import distributed
+    from arlif.runner import distributed
 
     lock, error = None, None
     if distributed.rank() == 0:

@@ -4,7 +4,7 @@ Batches come from the loader batch-first: static images [B, C, H, W] (the model 
 them over T) or event frames [B, T, C, H, W] (moved to [T, B, C, H, W] here).  The
 model returns logits [T, B, K]; the prediction is the argmax of their sum over T.
 Accuracies are in percent.  The loop computes only: files and logs are the caller's.
-With several processes (arlif.distributed) each trains on its share of every epoch and
+With several processes (arlif.runner.distributed) each trains on its share of every epoch and
 evaluates its shard of the test set; the metrics returned are over all processes.
 """
 
@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from arlif import distributed
-from arlif.monitor import FiringRateMonitor, mean_rate
+from arlif.runner import distributed
+from arlif.instruments.firing_rates import FiringRateMonitor, mean_rate
 from arlif.neurons import neuron_layers
-from arlif.runtime import Precision, is_main_process
+from arlif.runner.runtime import Precision, is_main_process
 
 # Batches between checks for a stop request or a non-finite loss.  A check reads a value back from
 # the device, and with several processes is a collective, so all of them stop after the same batch.
@@ -164,7 +164,7 @@ class Trainer:
     def evaluate(self, loader: Iterable, desc: str = "test") -> dict:
         """Loss, accuracy and per-layer firing rates over a loader, in fp32 as the published tests.
 
-        With several processes each evaluates its own shard (arlif.distributed.ShardSampler) with
+        With several processes each evaluates its own shard (arlif.runner.distributed.ShardSampler) with
         rank 0's batch-norm statistics, and the results are combined over all samples.
         """
         distributed.broadcast_buffers(self.model)

@@ -22,7 +22,7 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 3
 EXIT_DIVERGED = 4
 EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None) -> R:
@@ -116,7 +116,7 @@ def torchrun_argv(argv: Sequence[str]) -> list[str]:
     """The Hydra command line for this process of a torchrun launch.
 
     Rank 0 keeps it and creates the run folder.  The other ranks write nothing of Hydra's (no
-    folder, no .hydra/, no log file): they use rank 0's folder, which `arlif.pipeline.train`
+    folder, no .hydra/, no log file): they use rank 0's folder, which `arlif.runner.pipeline.train`
     sends them, so that all ranks agree on it and never race to create it.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
-from arlif import distributed
+from arlif.runner import distributed
 from arlif.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class FixedBatches(Sampler[list[int]]):
     """Batches of consecutive indices 0..num_batches·batch_size − 1, the same in every epoch.
 
     `start(epoch, done)` skips the `done` batches a resumed epoch has already trained on, as
-    `arlif.distributed.EpochBatches.start` does, so that the pipeline drives both alike.
+    `arlif.runner.distributed.EpochBatches.start` does, so that the pipeline drives both alike.
     """
 
     def __init__(self, num_batches: int, batch_size: int):
