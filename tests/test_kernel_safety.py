@@ -1,6 +1,7 @@
 """Fused kernels that guard themselves: the self-check against the reference loop (faulty
 engines injected on CPU and through Triton's interpreter), one build of the CPU kernel for
-every checkout, and the first-use log lines of that build."""
+every checkout and for every torch installation (real virtual environments), and the first-use
+log lines of that build."""
 
 import os
 import shutil
@@ -133,16 +134,37 @@ def test_triton_launch_error_and_mismatch():
                          None, None, explicit=True)
 
 
-def load_in_checkout(checkout: Path, extensions: Path) -> subprocess.Popen:
-    """A process that loads the CPU kernel with the kernel module of a copy of the arlif package
-    (by path, which skips the package's heavier imports), logging at INFO."""
-    code = ("import importlib.util, logging; logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
-            "spec = importlib.util.spec_from_file_location('cpu', 'arlif/kernels/cpu.py')\n"
-            "cpu = importlib.util.module_from_spec(spec); spec.loader.exec_module(cpu)\n"
-            "assert cpu.load() is not None; print(cpu.load().__file__)")
+def kernel_module_process(checkout: Path, extensions: Path, code: str, python: str = sys.executable):
+    """A `python` process that runs `code` with `cpu`, the kernel module of the arlif package in
+    `checkout` (by path, which skips the package's heavier imports), logging at INFO."""
+    setup = ("import importlib.util, logging; logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+             "spec = importlib.util.spec_from_file_location('cpu', 'arlif/kernels/cpu.py')\n"
+             "cpu = importlib.util.module_from_spec(spec); spec.loader.exec_module(cpu)\n")
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions)}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=checkout, env=env, text=True,
+    return subprocess.Popen([python, "-c", setup + code], cwd=checkout, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def load_in_checkout(checkout: Path, extensions: Path, python: str = sys.executable) -> subprocess.Popen:
+    """A process that loads the CPU kernel and prints the library's path."""
+    return kernel_module_process(checkout, extensions, "assert cpu.load() is not None; print(cpu.load().__file__)",
+                                 python)
+
+
+def environment(folder: Path, own_torch: bool = False) -> str:
+    """A real virtual environment that sees this one's packages (--system-site-packages); its python.
+
+    `own_torch`: with a torch installation of its own, at another path inside the environment (a link to
+    this torch's folder, so nothing is copied): to the compiler an install elsewhere, as a pip-installed
+    torch in another environment is.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    if own_torch:
+        site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        (Path(site) / "torch").symlink_to(Path(torch.__file__).parent, target_is_directory=True)
+    return str(python)
 
 
 def copy_checkout(tmp_path: Path, name: str) -> Path:
@@ -161,6 +183,46 @@ def test_another_checkout_reuses_the_build(tmp_path):
     assert out.strip() == str(library)
     assert "building" not in err, err
     assert library.stat().st_mtime_ns == stamp
+
+
+def test_environments_share_a_torch_installs_build_and_another_install_gets_its_own(tmp_path):
+    """A second environment with this torch loads this build without rebuilding; one with a torch installed
+    elsewhere names another build (not built here: the slow test below builds both)."""
+    assert cpu_engine.load() is not None
+    library = cpu_engine.build_dir() / f"{cpu_engine.build_name()}.so"
+    stamp = library.stat().st_mtime_ns
+    shared, own = environment(tmp_path / "shared"), environment(tmp_path / "own", own_torch=True)
+    proc = load_in_checkout(REPO, cpu_engine.build_dir().parent, python=shared)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.strip() == str(library) and "building" not in err, err
+    assert library.stat().st_mtime_ns == stamp
+    proc = kernel_module_process(REPO, cpu_engine.build_dir().parent, "print(cpu.build_dir())", python=own)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert Path(out.strip()).parent == cpu_engine.build_dir().parent and out.strip() != str(cpu_engine.build_dir())
+
+
+@pytest.mark.slow
+def test_two_torch_installs_get_two_builds_that_never_rebuild_each_other(tmp_path):
+    """A cold cache: an environment with a torch of its own builds, this environment builds its own, and
+    the first then loads its build again unchanged (a shared name would make ninja recompile it)."""
+    extensions = tmp_path / "extensions"
+    own = environment(tmp_path / "own", own_torch=True)
+    libraries = []
+    for python in (own, sys.executable):
+        proc = load_in_checkout(REPO, extensions, python)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "building" in err, err
+        libraries.append(Path(out.strip()))
+    assert libraries[0] != libraries[1]
+    stamps = [library.stat().st_mtime_ns for library in libraries]
+    for python, library in zip((own, sys.executable), libraries):
+        proc = load_in_checkout(REPO, extensions, python)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "building" not in err, err
+        assert Path(out.strip()) == library
+    assert [library.stat().st_mtime_ns for library in libraries] == stamps
 
 
 @pytest.mark.slow

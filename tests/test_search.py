@@ -29,6 +29,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from arlif.runner.config import CONF_DIR
 from arlif.errors import ConfigError
+from arlif.search.report import RESULTS, write_report
 from arlif.search.space import search_space
 from arlif.search.study import build_pruner, build_sampler, check_objective, make_storage
 
@@ -157,7 +158,37 @@ def test_report_agrees_with_trials_csv(shared_study):
     summary = json.loads((Path(best["run_dir"]) / "summary.json").read_text())
     assert summary["val_acc_best"] == report["best"]["value"]  # the objective: best validation epoch
     assert report["best"]["retrain"] == "python train.py hparams_search=tiny optimizer.lr=0.1"
+    assert (report["name"], report["best_params"], report["best_value"]) == \
+        ("optuna", report["best"]["params"], report["best"]["value"])  # Hydra's Optuna sweeper's keys
     assert all((study_dir / f"{name}.png").stat().st_size > 0 for name in ("history", "intermediate_values", "slice"))
+
+
+def test_report_leads_with_hydras_optuna_sweeper_keys(tmp_path):
+    """`name`, `best_params`, `best_value` first, as hydra-optuna-sweeper writes them (null before a trial is
+    complete), then arlif's own fields."""
+    study = optuna.create_study(direction="maximize")
+    lr = FloatDistribution(1e-6, 1.0, log=True)
+
+    def add(state, value, rate):
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=value, params={"optimizer.lr": rate}, distributions={"optimizer.lr": lr},
+            user_attrs={"overrides": [f"optimizer.lr={rate}"], "run_dir": f"trial-{len(study.trials):03d}"}))
+
+    def report():
+        write_report(study, tmp_path, "val_acc_best", 4, plots=False)
+        return yaml.safe_load((tmp_path / RESULTS).read_text())
+
+    add(optuna.trial.TrialState.FAIL, None, 1.0)
+    assert list(report())[:3] == ["name", "best_params", "best_value"]
+    assert (report()["name"], report()["best_params"], report()["best_value"], report()["best"]) == \
+        ("optuna", None, None, None)
+    add(optuna.trial.TrialState.COMPLETE, 60.0, 0.1)
+    add(optuna.trial.TrialState.COMPLETE, 70.0, 0.01)
+    add(optuna.trial.TrialState.PRUNED, 80.0, 1e-6)  # a pruned trial's last value is never the best
+    done = report()
+    assert list(done)[:3] == ["name", "best_params", "best_value"]
+    assert (done["best_params"], done["best_value"]) == ({"optimizer.lr": 0.01}, 70.0)
+    assert done["best"]["trial"] == 2 and done["trials"] == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
 
 
 def test_killed_sweep_resumes_its_trial_and_skips_finished_ones(conf_dir, tmp_path):

@@ -2,11 +2,15 @@
 
 torch's JIT extension loader builds it (about a minute with gcc) into the extension cache
 (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions) and later processes load the
-built library.  The build's name is keyed by everything that changes the binary: the
-source text, the compiler and its flags, the torch version and the Python ABI.  So every
-checkout and environment on a machine finds its own build and rebuilds only when one of
-those changes; the source is compiled from a copy inside the build folder, so that a
-build does not depend on where the checkout lies.  The build targets the SIMD level
+built library.  The build's name is keyed by everything that changes the binary or the
+commands that build it: the source text, the compiler and its flags, the torch version, the
+Python ABI and the header and library folders the commands name (torch's and Python's, which
+locate the torch installation in use).  So every checkout and environment on a machine finds
+its own build and rebuilds only when one of those changes: environments that share one torch
+installation share one build, and an environment with a torch of its own gets a build of its
+own instead of recompiling another's (ninja would rebuild on the changed command line).  The
+source is compiled from a copy inside the build folder, so that a build does not depend on
+where the checkout lies.  The build targets the SIMD level
 PyTorch itself dispatches to, so the kernel's exp and sigmoid are PyTorch's to the bit.
 If the build fails, `load()` warns once and returns None (see arlif.kernels.resolve_backend).
 """
@@ -45,11 +49,18 @@ def compile_flags() -> list[str]:
     return ["-O3", "-fopenmp", "-ffp-contract=off", *CAPABILITY_FLAGS.get(capability, [])]
 
 
+def toolchain_paths() -> list[str]:
+    """The folders torch's build commands name: torch's headers and libraries, Python's headers
+    (as torch.utils.cpp_extension passes them, unresolved: they are what ninja compares)."""
+    ext = _cpp_extension()
+    return [*ext.include_paths("cpu"), *ext.library_paths("cpu"), sysconfig.get_path("include", scheme="posix_prefix")]
+
+
 def build_name() -> str:
-    """The extension's name: its SIMD level and a hash of what the binary depends on."""
+    """The extension's name: its SIMD level and a hash of what the binary and its build commands depend on."""
     key = hashlib.sha256(SOURCE.read_bytes())
     for part in (*compile_flags(), *LDFLAGS, os.environ.get("CXX", "c++"), torch.__version__,
-                 sysconfig.get_config_var("EXT_SUFFIX")):
+                 sysconfig.get_config_var("EXT_SUFFIX"), *toolchain_paths()):
         key.update(b"\0" + str(part).encode())
     return f"arlif_neuron_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_{key.hexdigest()[:16]}"
 

@@ -1,6 +1,8 @@
 """The study folder's report, rewritten whenever trials finish (docs/sweeps.md, "Reading the report").
 
-- optimization_results.yaml: the best trial's params, value, number, run folder and retrain command;
+- optimization_results.yaml: Hydra's Optuna sweeper's top-level `name`, `best_params` and `best_value`
+  (so scripts written for that sweeper read it as they are; null until a trial is complete), then the
+  study, its trial counts and `best`: the best trial's params, value, number, run folder and retrain command;
 - trials.csv: one row per trial (number, state, value, epochs trained, every param, run folder, reason);
 - plots (Optuna's matplotlib visualisation): optimisation history, learning curves (the per-epoch
   objective every trial reported, pruned ones included), slice plot per parameter, and parameter
@@ -49,10 +51,11 @@ def trial_rows(study: optuna.Study) -> list[dict]:
 def results(study: optuna.Study, objective: str, n_trials: int) -> dict:
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
-    out = {"study": study.study_name, "objective": objective, "direction": "maximize", "n_trials": n_trials,
+    best = study.best_trial if counts["COMPLETE"] else None
+    out = {"name": "optuna", "best_params": dict(best.params) if best else None, "best_value": best.value if best else None,
+           "study": study.study_name, "objective": objective, "direction": "maximize", "n_trials": n_trials,
            "trials": {k: v for k, v in counts.items() if v}, "best": None}
-    if counts["COMPLETE"]:
-        best = study.best_trial
+    if best:
         out["best"] = {"trial": best.number, "value": best.value, "params": dict(best.params),
                        "run_dir": best.user_attrs["run_dir"], "retrain": retrain_command(best)}
     return out
