@@ -1,4 +1,5 @@
-"""Random state across a resume: the generators come back from the checkpoint, and each training sample's
+"""State across a resume and an epoch boundary: the random generators and the mixed-precision GradScaler
+come back from the checkpoint, every epoch draws its own sample order, and each training sample's
 augmentation draws from its own seed, whatever the loader workers (arlif.data.sample_seeds).
 
 The end-to-end checks, resumed runs matching uninterrupted ones under dropout, augmentation,
@@ -8,7 +9,9 @@ mixup/cutmix, the DVS policy and loader workers, are in test_faults.py and test_
 import random
 
 import numpy as np
+import pytest
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from arlif.runner import distributed
@@ -67,6 +70,47 @@ def test_sample_draws_depend_on_the_epoch_and_position_only():
     resumed = batches(2, done=3)  # a run resumed after 3 batches: the first worker now loads batch 4
     assert len(resumed) == 1 and torch.equal(resumed[0], plain[3])
     assert not torch.equal(batches(0, epoch=2)[0][:, 1:], plain[0][:, 1:])
+
+
+@pytest.fixture(params=["one process", "process group"])
+def sampling(request, tmp_path):
+    """One process (torch's RandomSampler), or a real one-process Gloo group (DistributedSampler, as under
+    torchrun)."""
+    if request.param == "process group":
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield request.param
+    if request.param == "process group":
+        dist.destroy_process_group()
+
+
+def test_every_epoch_draws_its_own_sample_order(sampling):
+    """The order depends on the epoch (a seeded shuffle that ignored it would repeat one order every epoch)
+    and on nothing else: an epoch started again draws its order again."""
+    sampler = distributed.EpochBatches(Noisy(), 3, seed=5, generator=torch.Generator())
+    assert isinstance(sampler.order, torch.utils.data.DistributedSampler) == (sampling == "process group")
+
+    def order(epoch):
+        sampler.start(epoch)
+        return [index for batch in sampler for index, _ in batch]
+
+    first, second, third, first_again = order(1), order(2), order(3), order(1)
+    assert sorted(first) == sorted(second) == list(range(12))
+    assert len({tuple(first), tuple(second), tuple(third)}) == 3 and first_again == first
+
+
+def test_resume_restores_the_grad_scaler(tmp_path):
+    """fp16 trains with a GradScaler (on the CPU too): its loss scale and growth count are saved with every
+    checkpoint and come back on resume; a scaler left fresh would restart at its initial scale (and on a GPU
+    skip steps again to find its way back down)."""
+    fp16 = [*TINY, "trainer.precision=fp16"]
+    train(compose(fp16), tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["scaler"]["_growth_tracker"] == 2  # the live scaler's: two steps without an overflow
+    state["scaler"].update(scale=1024.0, _growth_tracker=7)  # what no fresh scaler holds
+    torch.save(state, tmp_path / "last.pt")
+    run = TrainingRun(compose([*fp16, "trainer.epochs=2", "trainer.resume=auto"]), tmp_path, torch.device("cpu"))
+    run.recorder.close()
+    assert run.trainer.precision.use_scaler and run.trainer.scaler.state_dict() == state["scaler"]
 
 
 def test_loading_a_sample_leaves_the_callers_generators_alone():

@@ -149,6 +149,28 @@ def test_stale_holders(monkeypatch):
     assert holder_gone({**requeued, "slurm_job": {"id": "77", "restart": 1}}, 0.0) is None  # the same job's own run
 
 
+def test_a_holder_runs_only_while_its_own_process_does():
+    """On the holder's host a pid alone does not say it runs: after the holder dies its pid may belong to
+    another process (containers, wrap-around), told apart by the recorded process start time.  A record
+    without a start time (no /proc) is judged by its pid; on another host the pid says nothing."""
+    other = subprocess.Popen([sys.executable, "-c", "import json, time; from arlif.runner.runlock import this_process;"
+                              " print(json.dumps(this_process()), flush=True); time.sleep(60)"],
+                             cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        holder = json.loads(other.stdout.readline())
+        assert holder["pid"] == other.pid and holder["process_start"]
+        assert holder_gone(holder, 0.0) is None
+        reused = {**holder, "process_start": this_process()["process_start"]}  # the pid, but not that process
+        assert holder_gone(reused, 0.0) == f"process {other.pid} no longer runs (the pid now belongs to another process)"
+    finally:
+        other.kill()
+        other.wait()
+        other.stdout.close()
+    assert holder_gone(holder, 0.0) == f"process {other.pid} no longer runs"
+    assert holder_gone({**holder, "process_start": None}, 0.0) == f"process {other.pid} no longer runs"
+    assert holder_gone({**holder, "host": "elsewhere"}, STALE_AFTER_S - 1) is None  # its heartbeat decides
+
+
 def test_records_are_written_whole_and_readers_skip_broken_ones(tmp_path, caplog):
     path = tmp_path / "summary.json"
     path.write_text('{"status": "finished"}')
