@@ -5,9 +5,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.checkpoint import load_checkpoint, save_checkpoint
 from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import CheckpointError
 from arlif.runner.evaluation import evaluate_checkpoint
@@ -58,7 +57,7 @@ def test_eval_of_another_neuron_lists_the_first_few_and_counts_the_rest(run_dir)
 def test_weights_of_another_code_version_are_named_too(run_dir, tmp_path):
     state = load_checkpoint(run_dir / "best.pt")
     state["model"]["fc.weight"] = state["model"]["fc.weight"][:, :128]  # same config, other shapes
-    torch.save(state, tmp_path / "old.pt")
+    save_checkpoint(state, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match=r"fc.weight: checkpoint \[4, 128\] vs model \[4, 256\]; its config "
                                               "builds this same network, so it was written by another version"):
         evaluate_checkpoint(compose([f"checkpoint={tmp_path / 'old.pt'}"], "eval"), tmp_path / "eval")

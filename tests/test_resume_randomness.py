@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from arlif.runner import distributed
-from arlif.runner.checkpoint import load_checkpoint
+from arlif.runner.checkpoint import load_checkpoint, save_checkpoint
 from arlif.runner.config import compose
 from arlif.data.sample_seeds import SeededSamples
 from arlif.runner.training import TrainingRun, train
@@ -38,7 +38,7 @@ def test_resume_restores_every_generator_from_the_checkpoint(tmp_path):
     draw()
     state["rng"] = [rng_state()]
     expected = draw()
-    torch.save(state, tmp_path / "last.pt")
+    save_checkpoint(state, tmp_path / "last.pt")
     run = TrainingRun(compose([*TINY, "trainer.epochs=2", "trainer.resume=auto"]), tmp_path, torch.device("cpu"))
     run.recorder.close()
     assert draw() == expected
@@ -107,7 +107,7 @@ def test_resume_restores_the_grad_scaler(tmp_path):
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["scaler"]["_growth_tracker"] == 2  # the live scaler's: two steps without an overflow
     state["scaler"].update(scale=1024.0, _growth_tracker=7)  # what no fresh scaler holds
-    torch.save(state, tmp_path / "last.pt")
+    save_checkpoint(state, tmp_path / "last.pt")
     run = TrainingRun(compose([*fp16, "trainer.epochs=2", "trainer.resume=auto"]), tmp_path, torch.device("cpu"))
     run.recorder.close()
     assert run.trainer.precision.use_scaler and run.trainer.scaler.state_dict() == state["scaler"]

@@ -1,4 +1,4 @@
-"""Checkpoint files: written atomically, read with a clear error when unusable.
+"""Checkpoint files: written atomically with a checksum, verified and read with a clear error when unusable.
 
 A checkpoint is a dict with at least `model`, `optimizer`, `scheduler`, `scaler`,
 `epoch` (epochs completed), `best` ({"acc", "epoch"}), `rng` (one arlif.runner.runtime.rng_state
@@ -6,10 +6,17 @@ per training process, by rank), `partial_epoch` (None, or the epoch a stop inter
 each process's progress through it) and `config` (the resolved run config as plain
 containers).  Everything in it is a tensor or a plain value, so it loads with
 `torch.load(weights_only=True)`.
+
+Every checkpoint carries a checksum of all its bytes (arlif.runner.checksum), written with it, and
+every read verifies it: resume (a search trial's too), eval.py, and the figures and tables that
+evaluate checkpoints, all through `load_checkpoint`.  A damaged file is a CheckpointError naming the
+file, the checksum that was expected and what to do instead; the file is left as it is.  A checkpoint
+written before checksums loads unverified, with a warning (once per file).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -18,11 +25,31 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from arlif.errors import CheckpointError
-from arlif.runner.records import LAST, write_atomically
+from arlif.runner import checksum
+from arlif.runner.records import BEST, LAST, write_atomically
+
+log = logging.getLogger(__name__)
+
+# What a damaged checkpoint's reader can do instead, by purpose: use the run folder's other checkpoint
+# (its command-line key), or this.
+INSTEAD = {"resume": ("resume from", "trainer.resume", "start fresh in a new run folder"),
+           "evaluate": ("evaluate", "checkpoint", "pick another checkpoint")}
+_unsealed_warned: set[Path] = set()
+
+
+def _save_sealed(state: dict, tmp: Path) -> None:
+    computes = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(True)  # the records' CRC-32s are part of the checksum
+    try:
+        torch.save(state, tmp)
+    finally:
+        torch.serialization.set_crc32_options(computes)
+    checksum.seal(tmp)
+
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """Write `state` to `path` atomically (write_atomically)."""
-    write_atomically(path, lambda tmp: torch.save(state, tmp))
+    """Write `state` with its checksum to `path` atomically (write_atomically)."""
+    write_atomically(path, lambda tmp: _save_sealed(state, tmp))
 
 
 def copy_checkpoint(src: Path, dst: Path) -> None:
@@ -30,16 +57,41 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
     write_atomically(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint onto the CPU; any unreadable or foreign file is a CheckpointError."""
+def _instead(path: Path, purpose: str) -> str:
+    """What to do when the checkpoint at `path` is damaged: use its run folder's other checkpoint, if there is
+    one, or start fresh (resume) or pick another (evaluate)."""
+    verb, key, otherwise = INSTEAD[purpose]
+    other = path.with_name(BEST if path.name == LAST else LAST)
+    if path.name in (LAST, BEST) and other.is_file():
+        return f"{verb} the run folder's other checkpoint ({key}={other}) or {otherwise}"
+    return otherwise
+
+
+def load_checkpoint(path: Path, purpose: str = "resume") -> dict:
+    """Read a checkpoint onto the CPU after verifying its checksum; any damaged, unreadable or foreign file is a
+    CheckpointError whose advice fits `purpose` (resume | evaluate)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        sealed = checksum.verify(path)
+    except checksum.Damaged as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged: {exc}; the file was left as it is: "
+                              f"{_instead(path, purpose)}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}); it is truncated, "
                               "corrupt or not an arlif checkpoint: pick another file") from exc
+    if not sealed:
+        if not checksum.ends_as_archive(path):  # a torch.save archive with something after it
+            raise CheckpointError(f"checkpoint {path} is damaged: it ends with neither its checksum nor a zip archive's "
+                                  f"end record (its checksum trailer was changed); the file was left as it is: "
+                                  f"{_instead(path, purpose)}")
+        if path.resolve() not in _unsealed_warned:
+            _unsealed_warned.add(path.resolve())
+            log.warning("checkpoint %s has no checksum (it was written before arlif checked them): it is read "
+                        "unverified; a run resumed from it saves its next checkpoints with one", path)
     missing = [k for k in ("model", "epoch", "config") if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; it is not an arlif checkpoint")

@@ -45,7 +45,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path, overrides: Sequence[str]
                           "(a .pt file or a run directory)") from None
     if path.is_dir():
         path = path / BEST
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, "evaluate")
     run_cfg = OmegaConf.create(state["config"])
     _apply_overrides(run_cfg, cfg, overrides)
     run_cfg = resolve(run_cfg)
