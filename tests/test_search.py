@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,15 +24,23 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 
 from arlif.runner.config import CONF_DIR
+from arlif.runner.config import compose as compose_run
 from arlif.errors import ConfigError
+from arlif.runner.runlock import RunLock
+from arlif.runner.training import train
 from arlif.search.report import RESULTS, write_report
-from arlif.search.space import search_space
-from arlif.search.study import build_pruner, build_sampler, check_objective, make_storage
+from arlif.search.space import hydra_value, search_space
+from arlif.search.study import build_pruner, build_sampler, check_objective, is_orphan, make_storage, owner_stamp
+from arlif.search.sweep import SUBDIR, StudySweep
+from arlif.search.trial import trial_reporter
+from conftest import tiny_run
 
 REPO = CONF_DIR.parent
 TINY = """\
@@ -210,6 +219,141 @@ def test_killed_sweep_resumes_its_trial_and_skips_finished_ones(conf_dir, tmp_pa
     assert [(r["number"], r["state"], r["epochs"]) for r in read_trials(study_dir)] == \
         [("0", "COMPLETE", "2"), ("1", "COMPLETE", "2")]
     assert not list(study_dir.glob("*.png"))
+
+
+def local_study(folder: Path, objective: str = "val_acc_best", **settings):
+    """A study on a journal in `folder` and a StudySweep of it (no launcher: its run folders are written here)."""
+    storage = make_storage(str(folder / "optuna.journal"))
+    study = optuna.create_study(study_name="local", storage=storage, direction="maximize")
+    settings = {"study_name": "local", "storage": str(folder / "optuna.journal"), "objective": objective,
+                "n_trials": 1, "n_jobs": 1, "heartbeat_s": 1000.0, "sampler": {"name": "random", "seed": 0},
+                "params": {}, "complements": {}, "pruner": {"name": "none"}, "plots": False, **settings}
+    sweep = StudySweep(settings, OmegaConf.create({"hydra": {"sweep": {"dir": str(folder)}}}), launcher=None)
+    return study, storage, sweep
+
+
+def write_run(folder: Path, summary: dict, *metrics: dict) -> None:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+
+
+def gone_pid() -> int:
+    """The pid of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_last_epoch_completes_a_trial_whatever_the_pruner(tmp_path):
+    """A trial that trained all its epochs is COMPLETE, with its objective, even when the pruner would stop it
+    there (a threshold above any accuracy): the pruner decides only between epochs."""
+    study, storage, sweep = local_study(tmp_path)
+    trial = study.ask()
+    identity = {"study": "local", "storage": str(tmp_path / "optuna.journal"), "trial": trial.number,
+                "objective": "val_acc_best", "pruner": {"name": "threshold", "lower": 101.0}, "params": {}}
+    run_dir = tmp_path / SUBDIR.format(trial.number)
+    summary = train(compose_run(tiny_run("dataset.val_fraction=0.25", f"++search={hydra_value(identity)}")), run_dir,
+                    trial_reporter)
+    assert summary["status"] == "finished" and summary["trial"]["state"] == "COMPLETE"
+    assert summary["stop_reason"] is None  # nothing stopped it
+    assert sweep._finish(study, storage, trial.number)
+    assert (study.trials[0].state, study.trials[0].value) == (TrialState.COMPLETE, summary["val_acc_best"])
+
+
+def test_every_way_a_trial_ends_is_told_to_optuna(tmp_path):
+    """How a trial's run folder (and its job) ended -> the state Optuna is told, the value and the reason."""
+    crashed = JobReturn()
+    crashed.status, crashed._return_value = JobStatus.FAILED, RuntimeError("out of memory")
+    lost = OSError("the node is gone")
+    cases = [  # summary.json, metrics.jsonl lines, job, launcher error -> state (None: not ended), value, reason
+        ({"status": "finished", "val_acc_best": 80.0, "epochs_completed": 2}, [{"epoch": 2, "val_acc": 70.0}],
+         None, None, TrialState.COMPLETE, 80.0, None),
+        ({"status": "finished", "epochs_completed": 2}, [], None, None,
+         TrialState.FAIL, None, "the run measured no val_acc_best"),
+        ({"status": "pruned", "stop_reason": "pruned after epoch 1", "epochs_completed": 1}, [], None, None,
+         TrialState.PRUNED, None, "pruned after epoch 1"),
+        ({"status": "diverged", "stop_reason": "nan loss", "epochs_completed": 1}, [], None, None,
+         TrialState.FAIL, None, "nan loss"),
+        ({"status": "interrupted", "epochs_completed": 1}, [], None, None, None, None, None),
+        ({"status": "running", "epochs_completed": 1}, [], crashed, None,
+         TrialState.FAIL, None, "the trial crashed: RuntimeError: out of memory"),
+        ({"status": "running", "epochs_completed": 1}, [], None, lost,
+         TrialState.FAIL, None, "the launcher failed: OSError: the node is gone"),
+        ({"status": "running", "epochs_completed": 1}, [], None, lost, None, None, None),  # its run holds its folder
+        (None, [], None, None, None, None, None),  # never started
+    ]
+    study, storage, sweep = local_study(tmp_path)
+    for number, (summary, metrics, job, error, state, value, reason) in enumerate(cases):
+        study.ask()
+        run_dir = tmp_path / SUBDIR.format(number)
+        if summary is not None:
+            write_run(run_dir, summary, *metrics)
+        lock = RunLock(run_dir) if number == 7 else None  # a job that outlived its launcher still runs
+        if lock:
+            lock.acquire()
+        try:
+            ended = sweep._finish(study, storage, number, job, error)
+        finally:
+            if lock:
+                lock.release()
+        trial = study.trials[number]
+        assert (ended, trial.state, trial.value, trial.user_attrs.get("reason")) == \
+            (state is not None, state or TrialState.RUNNING, value, reason), number
+    (tmp_path / "final").mkdir()
+    final, final_storage, final_sweep = local_study(tmp_path / "final", "val_acc_final")
+    final.ask()
+    write_run(tmp_path / "final" / SUBDIR.format(0), cases[0][0], *cases[0][1])
+    assert final_sweep._finish(final, final_storage, 0)
+    assert final.trials[0].value == 70.0  # the last epoch's validation accuracy
+
+
+def test_a_rerun_claims_trials_by_how_their_last_sweep_left_them(tmp_path):
+    """Running trials whose sweep process is gone: never launched -> FAIL; its run still holds its folder ->
+    left; ended -> told; otherwise resumed.  A trial of a live sweep process is left; new trials fill up
+    to n_trials."""
+    study, storage, sweep = local_study(tmp_path, n_trials=6, n_jobs=2)
+    dead = {"host": socket.gethostname(), "pid": gone_pid(), "process_start": None, "time": time.time()}
+    for number in range(5):
+        trial = study.ask()
+        trial.set_user_attr("owner", owner_stamp() if number == 3 else dead)
+        if number:
+            trial.set_user_attr("overrides", [])
+            trial.set_user_attr("run_dir", str(tmp_path / SUBDIR.format(number)))
+    write_run(tmp_path / SUBDIR.format(1), {"status": "running"})
+    write_run(tmp_path / SUBDIR.format(2), {"status": "finished", "val_acc_best": 60.0, "epochs_completed": 2})
+    write_run(tmp_path / SUBDIR.format(4), {"status": "interrupted", "epochs_completed": 1})
+    lock = RunLock(tmp_path / SUBDIR.format(1))
+    lock.acquire()
+    try:
+        batch = sweep._claim(study, storage, search_space({}, {}, []))
+    finally:
+        lock.release()
+    assert [t.number for t in batch] == [4, 5]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE,
+                                              TrialState.RUNNING, TrialState.RUNNING, TrialState.RUNNING]
+    assert study.trials[4].user_attrs["owner"]["pid"] == os.getpid()  # adopted by this sweep process
+
+
+def test_a_trial_is_orphaned_when_its_own_sweep_process_is_gone():
+    """Dead on this host (pid gone, or now another process's), or silent too long; a live stamp is not."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        me = owner_stamp()
+
+        def orphan(**stamp):
+            trial = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={"owner": {**me, **stamp}})
+            return is_orphan(trial, stale_after_s=100.0)
+
+        assert not orphan() and not orphan(host="elsewhere", pid=1)
+        assert orphan(pid=gone_pid()) and orphan(pid=other.pid)  # the second: the pid runs, but not our process
+        assert not orphan(pid=other.pid, process_start=None)  # a stamp without a start time: the pid alone
+        assert orphan(pid=gone_pid(), process_start=None)
+        assert orphan(host="elsewhere", time=time.time() - 101) and orphan(time=time.time() - 101)
+        assert is_orphan(optuna.trial.create_trial(state=TrialState.RUNNING), stale_after_s=100.0)  # never stamped
+    finally:
+        other.kill()
+        other.wait()
 
 
 @pytest.mark.parametrize("override, error", [

@@ -50,7 +50,7 @@ def _boot_id() -> Optional[str]:
         return None
 
 
-def _process_start(pid: int) -> Optional[str]:
+def process_start(pid: int) -> Optional[str]:
     """The process's start time in clock ticks since boot (Linux), which tells a reused pid apart."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -79,7 +79,7 @@ def this_process() -> dict:
     pid = os.getpid()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return {"host": socket.gethostname(), "pid": pid, "started": started,
-            "boot_id": _boot_id(), "process_start": _process_start(pid), "slurm_job": _slurm_job(),
+            "boot_id": _boot_id(), "process_start": process_start(pid), "slurm_job": _slurm_job(),
             "token": uuid.uuid4().hex}
 
 
@@ -94,7 +94,7 @@ def holder_gone(holder: dict, heartbeat_age_s: float) -> Optional[str]:
         pid = holder["pid"]
         if not process_runs(pid):
             return f"process {pid} no longer runs"
-        if holder.get("process_start") and holder["process_start"] != _process_start(pid):
+        if holder.get("process_start") and holder["process_start"] != process_start(pid):
             return f"process {pid} no longer runs (the pid now belongs to another process)"
         return None
     if heartbeat_age_s > STALE_AFTER_S:

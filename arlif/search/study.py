@@ -27,7 +27,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from arlif.errors import ConfigError
 from arlif.runner.records import metrics_lines, read_summary
-from arlif.runner.runlock import process_runs
+from arlif.runner.runlock import process_runs, process_start
 
 OBJECTIVES = ("val_acc_best", "val_acc_final")
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
@@ -125,17 +125,21 @@ class StudyLock:
 
 
 def owner_stamp() -> dict:
-    """Who runs a trial now: this host and process, and when it last said so."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    """Who runs a trial now: this host and process (its pid and start time) and when it last said so."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "process_start": process_start(pid), "time": time.time()}
 
 
 def is_orphan(trial: optuna.trial.FrozenTrial, stale_after_s: float) -> bool:
-    """A running trial whose sweep process is gone: dead on this host, or silent for `stale_after_s`."""
+    """A running trial whose sweep process is gone: dead on this host (its pid gone, or now another process's,
+    told apart by the recorded start time, as arlif.runner.runlock does), or silent for `stale_after_s`."""
     stamp = trial.user_attrs.get("owner")
     if stamp is None:
         return True
-    if stamp["host"] == socket.gethostname() and not process_runs(stamp["pid"]):
-        return True
+    if stamp["host"] == socket.gethostname():
+        pid, start = stamp["pid"], stamp.get("process_start")
+        if not process_runs(pid) or (start and start != process_start(pid)):
+            return True
     return time.time() - stamp["time"] > stale_after_s
 
 
