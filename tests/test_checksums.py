@@ -1,6 +1,6 @@
 """Checksummed checkpoints (arlif.runner.checksum): a flipped byte anywhere in last.pt or best.pt, the tensor
 data included, is caught on every load path (resume, eval, the figure and table scripts that evaluate
-checkpoints; a search trial's resume in the slow soak of test_kill_soak.py) with one line naming the file,
+checkpoints; a search trial's resume, in a slow test) with one line naming the file,
 the checksum expected and what to do, and the run folder is left as it was.  Checkpoints written before
 checksums still load, with one warning."""
 
@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,7 @@ from arlif.runner.config import CONF_DIR, compose
 from arlif.runner.evaluation import evaluate_checkpoint
 from arlif.runner.training import train
 from conftest import tiny_run
+from test_search import KILLER, TINY, finish, start, sweep_args
 
 REPO = CONF_DIR.parent
 RUN = tiny_run()  # one epoch
@@ -176,3 +178,23 @@ def test_every_byte_of_a_checkpoint_is_covered(tmp_path):
             path.write_bytes(bytes(data))
             with pytest.raises(CheckpointError, match="is damaged|cannot be read"):
                 load_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_a_sweep_stops_at_a_damaged_trial_checkpoint_and_leaves_the_trial_alone(tmp_path):
+    """A search trial's resume is a load path too: the rerun sweep exits 2 with the one line."""
+    conf = tmp_path / "conf"
+    (conf / "hparams_search").mkdir(parents=True)
+    (conf / "hparams_search" / "tiny.yaml").write_text(TINY)
+    args = sweep_args(conf, tmp_path / "study", "optimizer.lr=0.1", "hydra.sweeper.n_trials=1",
+                      "hydra.sweeper.pruner.name=none", "hydra.sweeper.plots=false")
+    code, out = finish(start(["-c", KILLER, *args], KILL_AT="2"))  # killed entering epoch 2 of trial 0
+    assert code == -signal.SIGKILL, out[-3000:]
+    trial = tmp_path / "study" / "trial-000"
+    last = trial / "last.pt"
+    flip(last, offsets(last)["tensor data"])
+    ours = {p.name: p.read_bytes() for p in trial.iterdir() if p.is_file() and p.name != "train.log"}
+    code, out = finish(start(["train.py", *args]))
+    assert code == 2, out[-3000:]
+    assert out.splitlines()[-1].startswith(f"error: checkpoint {last} is damaged: record ")
+    assert {p.name: p.read_bytes() for p in trial.iterdir() if p.is_file() and p.name != "train.log"} == ours
