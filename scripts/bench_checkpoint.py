@@ -5,8 +5,9 @@ buffers, scheduler, scaler, random state and config), after one optimizer step w
 Timed round-robin in one folder (--dir; put it on the file system the run folders live on): a save as
 it was before checksums (torch.save to a temporary file, fsync, rename), a sealed save
 (arlif.runner.checkpoint.save_checkpoint), the seal alone, a load as before (torch.load), a verified load
-(load_checkpoint) and the verification alone.  Medians of --repeats runs after one warm-up, min-max in
-brackets.  Prints a Markdown table.
+(load_checkpoint) and the verification alone, in reverse order every other round (a save slows the one
+after it while the disk flushes).  Medians of --repeats runs after one warm-up, min-max in brackets.
+Prints a Markdown table.
 
     python scripts/bench_checkpoint.py --dir /path/on/the/runs/file/system
 """
@@ -72,7 +73,7 @@ def main(args) -> str:
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         for repeat in range(args.repeats + 1):
-            for name, run in cases.items():
+            for name, run in (reversed(cases.items()) if repeat % 2 else cases.items()):
                 if run is None:  # the seal needs a fresh, unsealed archive each time
                     torch.save(state, bare)
                     run = lambda: checksum.seal(bare)  # noqa: E731

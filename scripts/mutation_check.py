@@ -7,7 +7,7 @@ applies one mutant at a time there, runs only that mutant's tests with pytest, a
 file back.  A mutant is caught when its tests fail and survives when they pass.  A table of
 the results and the score (caught / all) is printed at the end.
 
-    python scripts/mutation_check.py                 # every mutant (about 15-30 min on 2 cores)
+    python scripts/mutation_check.py                 # every mutant (about 45 min on 2 busy cores)
     python scripts/mutation_check.py --only NAME ... # some of them
     python scripts/mutation_check.py --list          # the mutants and their tests
     python scripts/mutation_check.py --check         # only check that every snippet is still there
