@@ -1,12 +1,16 @@
-"""The training objective: TET cross-entropy per time step plus an MSE term on the logits.
+"""The training objectives: TET cross-entropy per time step plus an MSE term on the logits
+(`tet_mse`, the paper's), or cross-entropy on the time-averaged logits (`mean_ce`).
 
-    L = tet_weight · (1/T) Σ_t CE(O_t, y)  +  mse_weight · MSE(O, Y)
+    tet_mse:  L = tet_weight · (1/T) Σ_t CE(O_t, y)  +  mse_weight · MSE(O, Y)
+    mean_ce:  L = CE((1/T) Σ_t O_t, y)
 
 O are the logits [T, B, K]; the MSE averages over all T·B·K of them.  Y is either the
 constant φ (a regulariser pulling every logit towards φ) or the label as a one-hot
 vector.  The paper writes L = λ·L_TET + (1 − λ)·L_MSE, so its λ is `tet_weight` and
 `mse_weight` = 1 − λ.  Labels may be class indices [B] or soft targets [B, K] (mixup,
-cutmix); with soft targets the "one-hot" MSE target is the soft target itself.
+cutmix); with soft targets the "one-hot" MSE target is the soft target itself.  `mean_ce` is
+how GLIF, TEBN and the standard direct training that TET compares with train (the loss on
+the output the prediction is made from).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import Tensor, nn
 from arlif.runner.config import check_number
 from arlif.errors import ConfigError
 
+LOSSES = ("tet_mse", "mean_ce")
 MSE_TARGETS = ("constant", "onehot")
 
 
@@ -53,11 +58,25 @@ class TETMSELoss(nn.Module):
         return self.tet_weight * tet + self.mse_weight * F.mse_loss(logits, mse_target)
 
 
-def build_loss(cfg) -> TETMSELoss:
+class MeanOutputCELoss(nn.Module):
+    """Cross-entropy of the logits averaged over time, CE((1/T) Σ_t O_t, y); computed in fp32."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        soft = target if target.dim() == 1 else target.float()
+        return F.cross_entropy(logits.float().mean(0), soft, label_smoothing=self.label_smoothing)
+
+
+def build_loss(cfg) -> nn.Module:
     """The loss named by `cfg.loss`, with its values checked."""
     c = cfg.loss
-    if c.name != "tet_mse":
-        raise ConfigError(f"loss.name={c.name!r} is unknown; the only loss is 'tet_mse'")
+    if c.name not in LOSSES:
+        raise ConfigError(f"loss.name={c.name!r} is unknown; choose one of {list(LOSSES)}")
+    if c.name == "mean_ce":
+        return MeanOutputCELoss(check_number(cfg, "loss.label_smoothing", 0.0, 1.0, high_open=True))
     if check_number(cfg, "loss.tet_weight", 0.0) + check_number(cfg, "loss.mse_weight", 0.0) == 0:
         raise ConfigError("loss.tet_weight and loss.mse_weight are both 0: nothing would be trained")
     if c.mse_target not in MSE_TARGETS:
