@@ -19,9 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arlif.runner.config import check_number
-from arlif.errors import ConfigError
-
 LOSSES = ("tet_mse", "mean_ce")
 MSE_TARGETS = ("constant", "onehot")
 
@@ -69,18 +66,3 @@ class MeanOutputCELoss(nn.Module):
         soft = target if target.dim() == 1 else target.float()
         return F.cross_entropy(logits.float().mean(0), soft, label_smoothing=self.label_smoothing)
 
-
-def build_loss(cfg) -> nn.Module:
-    """The loss named by `cfg.loss`, with its values checked."""
-    c = cfg.loss
-    if c.name not in LOSSES:
-        raise ConfigError(f"loss.name={c.name!r} is unknown; choose one of {list(LOSSES)}")
-    if c.name == "mean_ce":
-        return MeanOutputCELoss(check_number(cfg, "loss.label_smoothing", 0.0, 1.0, high_open=True))
-    if check_number(cfg, "loss.tet_weight", 0.0) + check_number(cfg, "loss.mse_weight", 0.0) == 0:
-        raise ConfigError("loss.tet_weight and loss.mse_weight are both 0: nothing would be trained")
-    if c.mse_target not in MSE_TARGETS:
-        raise ConfigError(f"loss.mse_target={c.mse_target!r} is not one of {list(MSE_TARGETS)}")
-    check_number(cfg, "loss.phi")
-    check_number(cfg, "loss.label_smoothing", 0.0, 1.0, high_open=True)
-    return TETMSELoss(c.tet_weight, c.mse_weight, c.mse_target, c.phi, c.label_smoothing)

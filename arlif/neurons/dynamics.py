@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 RESETS = ("hard", "soft", "adaptive")
+RESET_CODES = {reset: code for code, reset in enumerate(RESETS)}  # as the fused kernels number them
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
