@@ -33,7 +33,9 @@ def create_model(name: str, *, num_classes: int, in_channels: int, image_size: i
     `tdbn` scales by α·`tdbn_threshold`).  `dropout` is the rate after the neurons of each block,
     `classifier_dropout` the rate before the last Linear (None: the architecture's published
     choice, `dropout` for resnet18 and none elsewhere); `dropout_mask` says whether every
-    dropout draws one mask per sequence or a new one per time step.
+    dropout draws one mask per sequence or a new one per time step.  Each spiking layer gets its
+    number of channels and `T`, the time steps the network will run (needed by neurons with
+    per-step parameters, such as PSN and GLIF).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
@@ -46,7 +48,7 @@ def create_model(name: str, *, num_classes: int, in_channels: int, image_size: i
     if classifier_dropout is None:
         classifier_dropout = dropout if name in CLASSIFIER_DROPOUT_IS_DROPOUT else 0.0
     kwargs = neuron_kwargs or {}
-    parts = Parts(neuron=lambda channels: build_neuron(neuron, **kwargs),
+    parts = Parts(neuron=lambda channels: build_neuron(neuron, channels=channels, T=T, **kwargs),
                   norm=partial(SeqBatchNorm2d, bn_mode=bn_mode, T=T, v_threshold=tdbn_threshold),
                   dropout=partial(SeqDropout, dropout, dropout_mask),
                   classifier_dropout=partial(SeqDropout, classifier_dropout, dropout_mask))
