@@ -28,14 +28,21 @@ VAL_SPLIT_SEED = 0
 
 
 def build_model(cfg: DictConfig) -> nn.Module:
-    """The configured network, sized by the dataset config (no data needed)."""
-    n = cfg.neuron
+    """The configured network, sized by the dataset config (no data needed).
+
+    Model keys added after a checkpoint was written (its config lacks them) take the values that
+    reproduce what it trained: no tdBN threshold, one dropout mask per sequence, the
+    architecture's own classifier dropout.
+    """
+    n, m = cfg.neuron, cfg.model
     try:
-        return create_model(cfg.model.name, num_classes=cfg.dataset.num_classes,
+        return create_model(m.name, num_classes=cfg.dataset.num_classes,
                             in_channels=cfg.dataset.in_channels, image_size=cfg.dataset.image_size, neuron=n.name,
                             neuron_kwargs=dict(decay=n.decay, v_threshold=n.v_threshold,
                                                surrogate_width=n.surrogate_width, backend=n.backend),
-                            dropout=cfg.model.dropout, bn_mode=cfg.model.bn_mode)
+                            dropout=m.dropout, bn_mode=m.bn_mode, T=cfg.T, tdbn_threshold=m.get("tdbn_threshold", 1.0),
+                            dropout_mask=m.get("dropout_mask", "sequence"),
+                            classifier_dropout=m.get("classifier_dropout"))
     except ValueError as exc:  # e.g. more poolings than the image has pixels for
         raise ConfigError(f"model={cfg.model.name} does not fit the {cfg.dataset.name} input "
                           f"(dataset.in_channels={cfg.dataset.in_channels}, "

@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from arlif.errors import ConfigError
 from arlif.models import MODELS
-from arlif.models.layers import BN_MODES
+from arlif.models.layers import BN_MODES, DROPOUT_MASKS
 from arlif.neurons import BACKENDS, NEURONS
 from arlif.runner.tracking import LOGGERS, WANDB_MODES
 
@@ -100,6 +100,12 @@ def validate(cfg: DictConfig) -> None:
     check_number(cfg, "neuron.v_threshold", 0.0, low_open=True)
     check_number(cfg, "neuron.surrogate_width", 0.0, low_open=True)
     check_number(cfg, "model.dropout", 0.0, 1.0, high_open=True)
+    if OmegaConf.select(cfg, "model.dropout_mask") is not None:  # the next three are absent from older checkpoints
+        _choice(cfg, "model.dropout_mask", DROPOUT_MASKS)
+    if OmegaConf.select(cfg, "model.tdbn_threshold") is not None:
+        check_number(cfg, "model.tdbn_threshold", 0.0, low_open=True)
+    if OmegaConf.select(cfg, "model.classifier_dropout") is not None:
+        check_number(cfg, "model.classifier_dropout", 0.0, 1.0, high_open=True)
     _choice(cfg, "logger.name", LOGGERS)
     if cfg.logger.name == "wandb":
         _choice(cfg, "logger.mode", WANDB_MODES)
