@@ -9,6 +9,7 @@ hand-computed logits of test_loss.py.
 import pytest
 import torch
 
+from arlif.errors import ConfigError
 from arlif.runner.config import compose, resolve
 from arlif.models.layers import SeqBatchNorm2d, SeqDropout
 from arlif.neurons import ARLIF, LIF, neuron_layers
@@ -53,6 +54,21 @@ def check_neurons(model, name, decay, v_threshold, surrogate_width, backend):
             assert ("beta_raw" in params) == (name in ("arlif", "arlif_fixed_alpha"))
         else:
             assert isinstance(m, LIF) and m.spec.reset == name.removeprefix("lif_")
+
+
+def test_neuron_parameters_get_their_own_weight_decay_and_learning_rate():
+    """GLIF's recipe in arlif's terms: the neurons' own parameters without weight decay, some of them at lr/10."""
+    cfg = compose([*TINY, *SGD, "neuron=arlif", "optimizer.neuron_weight_decay=0",
+                   "+optimizer.neuron_lr_scale.alpha=0.1"])
+    model = build_model(cfg)
+    groups = build_optimizer(model, cfg).param_groups
+    layers = [m for _, m in neuron_layers(model)]
+    alphas, betas = {id(m.alpha) for m in layers}, {id(m.beta_raw) for m in layers}
+    rest = [p for p in model.parameters() if id(p) not in alphas | betas]
+    assert [({id(p) for p in g["params"]}, g["lr"], g["weight_decay"]) for g in groups] == [
+        ({id(p) for p in rest}, 0.03, 0.002), (alphas, 0.003, 0.0), (betas, 0.03, 0.0)]
+    with pytest.raises(ConfigError, match="gates"):
+        build_optimizer(model, compose([*TINY, "+optimizer.neuron_lr_scale.gates=0.1"]))
 
 
 def test_tebn_gets_the_runs_T():
