@@ -23,8 +23,6 @@ that on a small input before it uses a fused backend for a new case (`arlif.kern
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
 from typing import Optional
 
 import torch
@@ -32,19 +30,11 @@ from torch import Tensor
 
 from arlif.errors import ConfigError
 from arlif.kernels import selfcheck
+from arlif.kernels.availability import triton_installed, triton_interpreting
 from arlif.kernels.function import FusedNeuron, fused_multistep
 from arlif.neurons.dynamics import BACKENDS, NeuronSpec, reference_multistep
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
-
-
-@functools.cache
-def triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-def _triton_interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -64,7 +54,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         if not triton_installed():
             raise ConfigError("neuron backend 'triton' needs the triton package (pip install triton); "
                               "or set neuron.backend=auto")
-        if device.type != "cuda" and not (device.type == "cpu" and _triton_interpreting()):
+        if device.type != "cuda" and not (device.type == "cpu" and triton_interpreting()):
             raise ConfigError(f"neuron backend 'triton' runs on CUDA tensors, got {device.type}; "
                               "set neuron.backend=auto (TRITON_INTERPRET=1 runs it on CPU for tests)")
     if backend == "cpu" and _cpu_engine() is None:

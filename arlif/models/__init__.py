@@ -41,4 +41,9 @@ def create_model(name: str, *, num_classes: int, in_channels: int, image_size: i
     return SpikingVGG(LAYOUTS[name], HEADS[name], num_classes, in_channels, image_size, make_neuron, dropout, bn_mode)
 
 
-__all__ = ["create_model", "MODELS"]
+def count_parameters(model: nn.Module) -> int:
+    """Learnable and frozen parameters of `model` (buffers such as BN statistics not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["create_model", "count_parameters", "MODELS"]

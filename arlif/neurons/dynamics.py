@@ -31,6 +31,7 @@ from torch import Tensor
 from arlif.neurons.surrogate import Surrogate
 
 RESETS = ("hard", "soft", "adaptive")
+RESET_CODES = {reset: code for code, reset in enumerate(RESETS)}  # as the fused kernels number them
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
