@@ -16,9 +16,16 @@ from typing import Optional
 from torch import nn
 
 from arlif.neurons.ar_lif import ARLIF
+from arlif.neurons.arlif_psn_code import ARLIFPSNCode
 from arlif.neurons.base import SpikingNeuron
+from arlif.neurons.clif import CLIF
 from arlif.neurons.dynamics import BACKENDS, RESETS, NeuronSpec, reference_multistep
+from arlif.neurons.glif import GLIF
 from arlif.neurons.lif import LIF
+from arlif.neurons.masked_psn import MaskedPSN
+from arlif.neurons.plif import PLIF
+from arlif.neurons.psn import PSN
+from arlif.neurons.sliding_psn import SlidingPSN
 from arlif.neurons.surrogate import SURROGATES, RectangleSpike, Surrogate
 
 # Config name -> constructor with the options that make the variant (a caller's kwargs override them).
@@ -29,6 +36,14 @@ NEURONS = {
     "arlif_fixed_both": partial(ARLIF, learn_alpha=False, adaptive_threshold=False),
     "lif_hard": partial(LIF, reset="hard"),
     "lif_soft": partial(LIF, reset="soft"),
+    "tet_lif": partial(LIF, reset="hard", surrogate="triangle", fire_at_threshold=False),
+    "clif": partial(CLIF),
+    "plif": partial(PLIF),
+    "glif": partial(GLIF),
+    "psn": partial(PSN),
+    "masked_psn": partial(MaskedPSN),
+    "sliding_psn": partial(SlidingPSN),
+    "arlif_psn_code": partial(ARLIFPSNCode),
 }
 
 
@@ -59,5 +74,5 @@ def neuron_layers(model: nn.Module) -> list[tuple[str, SpikingNeuron]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
 
 
-__all__ = ["ARLIF", "LIF", "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
+__all__ = ["ARLIF", "LIF", "CLIF", "PLIF", "GLIF", "PSN", "MaskedPSN", "SlidingPSN", "ARLIFPSNCode", "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
            "BACKENDS", "RESETS", "SURROGATES", "NEURONS", "build_neuron", "neuron_options", "neuron_layers"]

@@ -74,6 +74,11 @@ class SpikingNeuron(nn.Module):
         """Spikes from the hand-fused kernel, for x in any dtype (neurons built with `fused_kernel=True`)."""
         raise NotImplementedError
 
+    def parameter_values(self) -> dict[str, Tensor]:
+        """The learnable values worth logging, by name, as the dynamics use them (default: every parameter
+        as stored).  Scalars are per layer; vectors per channel or per step."""
+        return dict(self.named_parameters(recurse=False))
+
     def on_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the training loop before epoch `epoch` (0-based) of `epochs`: a neuron with a
         training schedule (masked PSN's λ) sets its buffers here.  Default: nothing."""
@@ -84,7 +89,8 @@ class SpikingNeuron(nn.Module):
         if self.fused_kernel and not self.store_v and self.backend != "reference":
             return self.fused(x)
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # fp16/bf16 -> fp32 math
-        spikes, states = self.step_loop(xf, store_v=self.store_v)
+        with torch.autocast(xf.device.type, enabled=False):  # also for the PSNs' matrix product
+            spikes, states = self.step_loop(xf, store_v=self.store_v)
         self.states = {k: v.detach() for k, v in states.items()} if states else None
         return spikes.to(x.dtype)
 
@@ -114,3 +120,20 @@ def check_channels(name: str, channels: int, x: Tensor) -> None:
     if found != channels:
         raise ValueError(f"{name} was built for {channels} channels but got an input of shape {tuple(x.shape)} "
                          f"({found} in the channel dim: dim 2 of [T, B, C, ...], dim 1 of [T, N])")
+
+
+class Trace:
+    """The per-step states a step loop records when `store_v` is set: `add(h=..., ...)` each step,
+    `result()` at the end ({name: [T, ...]} or None)."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self.steps: dict[str, list[Tensor]] = {}
+
+    def add(self, **states: Tensor) -> None:
+        if self.on:
+            for name, value in states.items():
+                self.steps.setdefault(name, []).append(value)
+
+    def result(self) -> Optional[dict[str, Tensor]]:
+        return {name: torch.stack(values) for name, values in self.steps.items()} if self.on else None
