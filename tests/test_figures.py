@@ -139,14 +139,33 @@ def test_energy_table_from_checkpoints(runs, tmp_path):
     assert (tmp_path / "energy.md").read_text() in printed
 
 
-def test_energy_table_puts_the_paper_row_under_ours(tmp_path):
+def test_energy_table_puts_the_paper_row_under_ours_once(tmp_path):
     paper = TABLE3[0]
-    result = {"dataset": paper.dataset, "model": paper.model, "neuron": "arlif", "T": paper.T, "firing_rate": 0.1,
-              "test_acc": 95.0, "energy": {"params": 11.18e6, "flops": 1110.9e6, "macs": 1.77e6, "acs": 90e6,
-                                           "energy_uJ": 4.6 * 1.77 + 0.9 * 90}}
-    path = tmp_path / "eval.json"
-    path.write_text(json.dumps(result))
-    run("make_energy_table", path, "--out", tmp_path)
+    paths = []
+    for neuron in ("arlif", "clif"):
+        result = {"dataset": paper.dataset, "model": paper.model, "neuron": neuron, "T": paper.T, "firing_rate": 0.1,
+                  "test_acc": 95.0, "energy": {"params": 11.18e6, "flops": 1110.9e6, "macs": 1.77e6, "acs": 90e6,
+                                               "energy_uJ": 4.6 * 1.77 + 0.9 * 90}}
+        paths.append(tmp_path / neuron / "eval.json")
+        paths[-1].parent.mkdir()
+        paths[-1].write_text(json.dumps(result))
+    printed = run("make_energy_table", *paths, "--out", tmp_path)
     rows = read_csv(tmp_path / "energy.csv")
-    assert [r["source"] for r in rows] == ["ours", "paper"]
+    assert [(r["source"], r["neuron"]) for r in rows] == [("ours", "arlif"), ("paper", "arlif"), ("ours", "clif")]
     assert float(rows[1]["energy_uJ"]) == paper.energy_uj and rows[1]["test_acc"] == ""
+    assert "copied from the AR-LIF paper's Table 3" in printed
+
+
+def test_energy_table_of_a_resnet19_run_with_a_competitor_neuron(tmp_path):
+    """A real one-epoch ResNet-19 training with TET's LIF: its checkpoint evaluates into an energy row."""
+    folder = tmp_path / "run"
+    train(compose([*TINY_RUN, "model=resnet19", "neuron=tet_lif", "trainer.epochs=1", "dataset.train_size=32",
+                   "dataset.test_size=16"]), folder)
+    printed = run("make_energy_table", folder, "--out", tmp_path / "energy")
+    rows = read_csv(tmp_path / "energy" / "energy.csv")
+    energy = json.loads((tmp_path / "energy" / "eval" / "0" / "eval.json").read_text())["energy"]
+    assert [(r["source"], r["model"], r["neuron"]) for r in rows] == [("ours", "resnet19", "tet_lif")]
+    # TET's count (3 input channels, 10 classes) for 2 input channels and 4 classes
+    assert energy["params"] == 12_630_858 - 64 * 9 - (10 * 256 + 10) + (4 * 256 + 4)
+    assert energy["macs"] == energy["layers"][0]["macs"] > 0  # only the stem is fed real values
+    assert "| ours | synthetic | ResNet-19 | tet_lif |" in printed

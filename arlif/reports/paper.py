@@ -13,7 +13,8 @@ from dataclasses import dataclass
 # Display names, in the paper's order.
 DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny-ImageNet",
             "cifar10_dvs": "CIFAR10-DVS", "dvs_gesture": "DVS-Gesture"}
-MODELS = {"resnet18": "ResNet-18", "vgg13": "VGG-13", "vggsnn": "VGGSNN", "vgg11": "VGG-11"}
+MODELS = {"resnet18": "ResNet-18", "vgg13": "VGG-13", "vggsnn": "VGGSNN", "vgg11": "VGG-11", "resnet19": "ResNet-19",
+          "resnet18_glif": "ResNet-18 (GLIF's)"}
 # Table 2's columns: the neuron each one trains.
 ABLATIONS = {"lif_hard": "Hard", "lif_soft": "Soft", "arlif_fixed_alpha": "α = 1", "arlif_fixed_threshold": "Vth = 1",
              "arlif_fixed_both": "Both", "arlif": "Learnable"}
