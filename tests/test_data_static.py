@@ -73,7 +73,8 @@ def test_cifar_crop_flip_recipe_only_crops_and_flips(cifar_dir):
     bundle = build_data(run_config("cifar10", cifar_dir, recipe="crop_flip", crop_padding=0))
     assert bundle.batch_transform is None
     raw = CIFAR["cifar10"](str(cifar_dir), train=True)
-    mean, std = torch.tensor((0.4914, 0.4822, 0.4465))[:, None, None], torch.tensor((0.2023, 0.1994, 0.2010))[:, None, None]
+    mean = torch.tensor((0.4914, 0.4822, 0.4465))[:, None, None]
+    std = torch.tensor((0.2023, 0.1994, 0.2010))[:, None, None]
     torch.manual_seed(0)
     for i in range(len(bundle.train)):
         expected = (torch.from_numpy(raw.data[i]).permute(2, 0, 1) / 255 - mean) / std
@@ -125,7 +126,8 @@ def test_tiny_imagenet_layout_labels_and_transforms(tiny_dir):
 def test_tiny_imagenet_crop_flip_recipe_has_no_trivialaugment(tiny_dir):
     from PIL import Image
     bundle = build_data(run_config("tiny_imagenet", tiny_dir, num_classes=3, split_sizes=[6, 6], recipe="crop_flip"))
-    mean, std = torch.tensor([0.4802, 0.4481, 0.3975])[:, None, None], torch.tensor([0.2302, 0.2265, 0.2262])[:, None, None]
+    mean = torch.tensor([0.4802, 0.4481, 0.3975])[:, None, None]
+    std = torch.tensor([0.2302, 0.2265, 0.2262])[:, None, None]
     published = build_data(tiny_cfg(tiny_dir))
     torch.manual_seed(0)
     changed = []

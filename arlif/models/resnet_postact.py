@@ -2,8 +2,9 @@
 
 Both are built from one block, h = N(BN1(Conv1(x))), out = N(BN2(Conv2(h)) + shortcut(x)), with
 bias-free Conv3×3 convolutions and a shortcut Conv1×1 → BN where the shape changes.  The stem is
-Conv3×3(→ 64, no bias) → BN → N; the head global average pooling → [Linear → (N) →] Linear.  Under `bn_mode=tdbn` the two
-BNs whose outputs the block adds (BN2 and the shortcut's) use α = 1/√2, as tdBN prescribes.
+Conv3×3(→ 64, no bias) → BN → N; the head global average pooling → [Linear → (N) →] Linear.
+Under `bn_mode=tdbn` the two BNs whose outputs the block adds (BN2 and the shortcut's) use
+α = 1/√2, as tdBN prescribes.
 
 - `resnet19` (TET, brain-intelligence-lab/temporal_efficient_training, models/resnet_models.py):
   stages of 3, 3, 2 blocks with 128, 256, 512 channels and strides 1, 2, 2; identity shortcut
