@@ -339,3 +339,90 @@ def test_every_new_neuron_runs_in_every_model(model, name):
 
 def test_registry_lists_the_new_neurons():
     assert set(NEW) <= set(NEURONS)
+
+
+def test_parameter_log_handles_vectors():
+    """Per-layer scalars log as floats, per-channel and per-step values as mean/min/max, in metrics.jsonl's
+    nested form and W&B's flat one; Fig. 3's reader gets the mean and the range from both."""
+    from arlif.reports.analysis import parameter_history
+    from arlif.runner.engine import neuron_parameters
+    from arlif.runner.tracking import flatten
+
+    net = create_model("quickcnn", num_classes=3, in_channels=1, image_size=8, neuron="glif", T=4)
+    logged = neuron_parameters(net)
+    layers = [name for name, _ in neuron_layers(net)]
+    assert set(logged) == {"alpha", "beta", "gamma", "tau", "v_threshold", "linear_decay", "v_subreset", "conduct"}
+    tau = logged["tau"][layers[0]]
+    assert tau == {"mean": pytest.approx(0.25), "min": pytest.approx(0.25), "max": pytest.approx(0.25)}
+    gate = logged["alpha"][layers[1]]
+    assert 0.475 < gate["min"] <= gate["mean"] <= gate["max"] < 0.525  # σ of U(-0.1, 0.1)
+    history = parameter_history([{"epoch": 1, **logged}])
+    assert history == parameter_history([{"epoch": 1, **flatten(logged)}])
+    assert history["alpha"][layers[1]] == [gate["mean"]] and history["range"]["alpha"][layers[1]] == [
+        (gate["min"], gate["max"])]
+    arlif = neuron_parameters(create_model("quickcnn", num_classes=3, in_channels=1, image_size=8))
+    assert set(arlif) == {"alpha", "beta"} and arlif["alpha"][layers[0]] == 1.0  # scalars stay floats
+    plif = neuron_parameters(create_model("quickcnn", num_classes=3, in_channels=1, image_size=8, neuron="plif"))
+    assert plif["decay"][layers[0]] == pytest.approx(0.5) and plif["alpha"] == {}
+
+
+# ---------------------------------------------------------------- from the config
+
+WIRING = {  # overrides of conf/neuron/<name>.yaml keys, and what the built layers must show for them
+    "tet_lif": (["neuron.decay=0.25", "neuron.surrogate=sigmoid", "neuron.surrogate_slope=3.0"],
+                lambda m: (m.spec.decay, m.surrogate.kind, m.surrogate.slope) == (0.25, "sigmoid", 3.0)),
+    "clif": (["neuron.tau=3.0", "neuron.fire_at_threshold=false"],
+             lambda m: (m.tau, m.surrogate.fire_at_threshold) == (3.0, False)),
+    "plif": (["neuron.init_tau=4.0", "neuron.detach_reset=false", "neuron.decay_input=false"],
+             lambda m: (round(m.decay.item(), 6), m.detach_reset, m.decay_input) == (0.25, False, False)),
+    "glif": (["neuron.channel_wise=false", "neuron.init_tau=0.3", "neuron.surrogate_width=0.5"],
+             lambda m: m.tau.shape == () and round(torch.sigmoid(m.tau).item(), 6) == 0.3
+             and m.surrogate.width == 0.5 and m.conduct.shape == (3,)),
+    "psn": (["neuron.surrogate=triangle"], lambda m: m.weight.shape == (3, 3) and m.surrogate.kind == "triangle"),
+    "masked_psn": (["neuron.order=3", "neuron.lambda_init=0.25"],
+                   lambda m: (m.order, float(m._lambda_)) == (3, 0.25) and m.mask0.sum() == 6),
+    "sliding_psn": (["neuron.order=3", "neuron.exp_init=false"],
+                    lambda m: m.order == 3 and m.weight.tolist() != [0.25, 0.5, 1.0]),
+    "arlif_psn_code": (["neuron.decay=0.3", "neuron.v_threshold=0.8"], lambda m: (m.decay, m.v_threshold) == (0.3, 0.8)),
+}
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_every_config_key_reaches_the_neuron(name):
+    from arlif.runner.build import build_model
+    from arlif.runner.config import compose, resolve
+    from conftest import tiny_run
+
+    overrides, check = WIRING[name]
+    model = build_model(resolve(compose([*tiny_run("T=3"), f"neuron={name}", *overrides])))
+    layers = [m for _, m in neuron_layers(model)]
+    assert layers and all(check(m) for m in layers)
+
+
+def test_unknown_or_bad_neuron_keys_are_config_errors():
+    from arlif.errors import ConfigError
+    from arlif.runner.build import build_model
+    from arlif.runner.config import compose, resolve, validate
+    from conftest import tiny_run
+
+    for overrides, message in ((["neuron=psn", "+neuron.decay=0.5"], "has no option decay"),
+                               (["neuron=masked_psn", "neuron.order=9"], "order must lie in"),
+                               (["neuron=clif", "neuron.backend=cpu"], "no fused kernel")):
+        with pytest.raises(ConfigError, match=message):
+            build_model(resolve(compose([*tiny_run("T=3"), *overrides])))
+    with pytest.raises(ConfigError, match="neuron.surrogate='box'"):
+        validate(resolve(compose([*tiny_run(), "neuron=glif", "neuron.surrogate=box"])))
+
+
+def test_training_runs_the_masked_psn_schedule(tmp_path):
+    """The loop calls on_epoch before each epoch: with lambda_rate 1 over 2 epochs, λ is 0 then 1."""
+    from arlif.runner.config import compose, resolve
+    from arlif.runner.training import TrainingRun
+    from conftest import tiny_run
+
+    cfg = resolve(compose([*tiny_run("trainer.epochs=2"), "neuron=masked_psn", "neuron.lambda_rate=1.0"]))
+    run = TrainingRun(cfg, tmp_path, torch.device("cpu"))
+    layers = [m for _, m in neuron_layers(run.trainer.model)]
+    assert {float(m._lambda_) for m in layers} == {0.0}
+    run.fit()
+    assert {float(m._lambda_) for m in layers} == {1.0}
