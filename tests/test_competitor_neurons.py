@@ -149,12 +149,15 @@ def glif_at_half(**kw):
 
 
 def test_glif_by_hand():
-    # d = 1 - α(1 - τ) = 3/4; I = x·(1 - β(1 - c)) = 3x/4; leak (1 - α)·l = 1/4
+    # Every σ = 1/2 but γ = σ(ln 3) = 3/4.  d = 1 - α(1 - τ) = 3/4; I = x·(1 - β(1 - c)) = 3x/4; (1 - α)·l = 1/4
     # t0: u = -1/4 + 0.9 = 0.65 > 0.5 fires
-    # t1: u = 3/4·0.65 - 1/4 + 3/4·0.9 - 3/4·0.65·1/2 (hard part) - 1/2·1/2 (soft part) = 0.41875
-    spikes, st = run(glif_at_half(), seq(1.2, 0.9))
+    # t1: u = 3/4·0.65 - 1/4 + 3/4·0.9 - 3/4·0.65·3/4 (hard part, γ) - 1/4·1/2 (soft part, 1 - γ) = 0.421875
+    glif = glif_at_half()
+    with torch.no_grad():
+        glif.gamma.fill_(math.log(3.0))
+    spikes, st = run(glif, seq(1.2, 0.9))
     assert spikes == [1, 0]
-    assert st["h"] == pytest.approx([0.65, 0.41875], abs=1e-12)
+    assert st["h"] == pytest.approx([0.65, 0.421875], abs=1e-12)
 
 
 def test_glif_fires_strictly_above_and_per_channel():
@@ -192,7 +195,8 @@ def test_glif_initial_values():
     for name, want in (("tau", 0.25), ("v_threshold", 0.5), ("linear_decay", 0.5 / 8), ("v_subreset", 0.5),
                        ("conduct", 0.5)):
         torch.testing.assert_close(values[name], torch.full_like(values[name], want))
-    assert glif.conduct.shape == (4, 3) and all((getattr(glif, g).abs() <= 0.1).all() for g in ("alpha", "beta", "gamma"))
+    assert glif.conduct.shape == (4, 3)
+    assert all((getattr(glif, g).abs() <= 0.1).all() for g in ("alpha", "beta", "gamma"))
 
 
 def psn_with(weight, T=2):
@@ -355,7 +359,10 @@ def test_parameter_log_handles_vectors():
     tau = logged["tau"][layers[0]]
     assert tau == {"mean": pytest.approx(0.25), "min": pytest.approx(0.25), "max": pytest.approx(0.25)}
     gate = logged["alpha"][layers[1]]
-    assert 0.475 < gate["min"] <= gate["mean"] <= gate["max"] < 0.525  # σ of U(-0.1, 0.1)
+    values = torch.sigmoid(neuron_layers(net)[1][1].alpha.detach())
+    assert gate == {"mean": pytest.approx(values.mean().item()), "min": pytest.approx(values.min().item()),
+                    "max": pytest.approx(values.max().item())}
+    assert 0.475 < gate["min"] < gate["mean"] < gate["max"] < 0.525  # σ of U(-0.1, 0.1), 64 channels
     history = parameter_history([{"epoch": 1, **logged}])
     assert history == parameter_history([{"epoch": 1, **flatten(logged)}])
     assert history["alpha"][layers[1]] == [gate["mean"]] and history["range"]["alpha"][layers[1]] == [
@@ -383,7 +390,8 @@ WIRING = {  # overrides of conf/neuron/<name>.yaml keys, and what the built laye
                    lambda m: (m.order, float(m._lambda_)) == (3, 0.25) and m.mask0.sum() == 6),
     "sliding_psn": (["neuron.order=3", "neuron.exp_init=false"],
                     lambda m: m.order == 3 and m.weight.tolist() != [0.25, 0.5, 1.0]),
-    "arlif_psn_code": (["neuron.decay=0.3", "neuron.v_threshold=0.8"], lambda m: (m.decay, m.v_threshold) == (0.3, 0.8)),
+    "arlif_psn_code": (["neuron.decay=0.3", "neuron.v_threshold=0.8"],
+                       lambda m: (m.decay, m.v_threshold) == (0.3, 0.8)),
 }
 
 
