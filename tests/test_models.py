@@ -50,7 +50,7 @@ def test_forward_backward_each_architecture(name, size):
 def test_every_architecture_builds_with_every_neuron(name, neuron):
     model = create_model(name, num_classes=10, in_channels=3, image_size=32, neuron=neuron, T=4)
     kinds = {type(m) for _, m in neuron_layers(model)}
-    assert kinds == {type(build_neuron(neuron, channels=8, T=4))}
+    assert kinds == {type(build_neuron(neuron, channels=3, T=4))}
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vggsnn"])

@@ -74,5 +74,6 @@ def neuron_layers(model: nn.Module) -> list[tuple[str, SpikingNeuron]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
 
 
-__all__ = ["ARLIF", "LIF", "CLIF", "PLIF", "GLIF", "PSN", "MaskedPSN", "SlidingPSN", "ARLIFPSNCode", "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
+__all__ = ["ARLIF", "LIF", "CLIF", "PLIF", "GLIF", "PSN", "MaskedPSN", "SlidingPSN", "ARLIFPSNCode",
+           "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
            "BACKENDS", "RESETS", "SURROGATES", "NEURONS", "build_neuron", "neuron_options", "neuron_layers"]
