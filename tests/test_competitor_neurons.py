@@ -313,6 +313,8 @@ def test_build_neuron_options():
         build_neuron("clif", backend="cpu")
     with pytest.raises(ValueError, match="needs the number of channels"):
         build_neuron("glif", T=4)
+    with pytest.raises(ValueError, match="needs the number of time steps"):
+        build_neuron("psn")
     assert build_neuron("lif_soft", channels=3, T=4).spec.reset == "soft"  # sizes ignored where not taken
 
 

@@ -39,7 +39,7 @@ def perturbed_normal_inputs(T: int, n: int, mean: float, std: float, perturbatio
 
 def membrane_potentials(neuron: str, inputs: Tensor) -> Tensor:
     """Charged membrane potential h[t] [T, n] of a freshly built `neuron` layer (initial α, β) fed `inputs`."""
-    layer = build_neuron(neuron)
+    layer = build_neuron(neuron, channels=inputs.shape[1], T=inputs.shape[0])
     layer.store_v = True
     with torch.no_grad():
         layer(inputs)
