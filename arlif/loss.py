@@ -1,12 +1,16 @@
-"""The training objective: TET cross-entropy per time step plus an MSE term on the logits.
+"""The training objectives: TET cross-entropy per time step plus an MSE term on the logits
+(`tet_mse`, the paper's), or cross-entropy on the time-averaged logits (`mean_ce`).
 
-    L = tet_weight · (1/T) Σ_t CE(O_t, y)  +  mse_weight · MSE(O, Y)
+    tet_mse:  L = tet_weight · (1/T) Σ_t CE(O_t, y)  +  mse_weight · MSE(O, Y)
+    mean_ce:  L = CE((1/T) Σ_t O_t, y)
 
 O are the logits [T, B, K]; the MSE averages over all T·B·K of them.  Y is either the
 constant φ (a regulariser pulling every logit towards φ) or the label as a one-hot
 vector.  The paper writes L = λ·L_TET + (1 − λ)·L_MSE, so its λ is `tet_weight` and
 `mse_weight` = 1 − λ.  Labels may be class indices [B] or soft targets [B, K] (mixup,
-cutmix); with soft targets the "one-hot" MSE target is the soft target itself.
+cutmix); with soft targets the "one-hot" MSE target is the soft target itself.  `mean_ce` is
+how GLIF, TEBN and the standard direct training that TET compares with train (the loss on
+the output the prediction is made from).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
+LOSSES = ("tet_mse", "mean_ce")
 MSE_TARGETS = ("constant", "onehot")
 
 
@@ -49,3 +53,16 @@ class TETMSELoss(nn.Module):
             onehot = probs if probs is not None else F.one_hot(target, classes).float()
             mse_target = onehot.expand(steps, batch, classes)
         return self.tet_weight * tet + self.mse_weight * F.mse_loss(logits, mse_target)
+
+
+class MeanOutputCELoss(nn.Module):
+    """Cross-entropy of the logits averaged over time, CE((1/T) Σ_t O_t, y); computed in fp32."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        soft = target if target.dim() == 1 else target.float()
+        return F.cross_entropy(logits.float().mean(0), soft, label_smoothing=self.label_smoothing)
+

@@ -7,8 +7,9 @@ A checkpoint (or a run folder: its best.pt) is evaluated on its whole test set a
 `python eval.py checkpoint=PATH` does (overrides such as data_dir=/data go after `--`);
 an eval.json written by eval.py is used as it is.  The counts follow arlif/instruments/energy.py: the
 first layer and layers fed real values cost MACs, layers fed spikes cost
-ACs = input firing rate · T · FLOPs, E = 4.6 pJ · MACs + 0.9 pJ · ACs.  The paper's
-row is printed under ours when it has one for the same dataset, model and T.
+ACs = input firing rate · T · FLOPs, E = 4.6 pJ · MACs + 0.9 pJ · ACs, for every neuron and
+architecture.  The paper's row (copied from its Table 3, AR-LIF only) is printed once, under
+the first of ours for the same dataset, model and T.
 Writes energy.md (also printed) and energy.csv.
 """
 
@@ -61,7 +62,7 @@ def paper_row(row: dict):
 
 
 def to_markdown(rows: list[dict]) -> str:
-    headers = ["", "dataset", "net", "neuron", "T", "Params (M)", "FLOPs (M)", "MACs (M)", "ACs (M)", "Energy (µJ)",
+    headers = ["source", "dataset", "net", "neuron", "T", "Params (M)", "FLOPs (M)", "MACs (M)", "ACs (M)", "Energy (µJ)",
                "firing rate", "test acc (%)"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
@@ -71,14 +72,17 @@ def to_markdown(rows: list[dict]) -> str:
         cells += ["—" if r["firing_rate"] is None else f"{r['firing_rate']:.4f}",
                   "—" if r["test_acc"] is None else f"{r['test_acc']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = ("Rows `ours` are measured on the runs given; rows `paper` are copied from the AR-LIF paper's Table 3 "
+            "(no firing rate or accuracy published).")
+    return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 def main(args: argparse.Namespace) -> str:
     rows = []
     for result in evaluate_runs(args.runs, args.out, args.overrides):
         ours = our_row(result)
-        rows += [ours] + [r for r in [paper_row(ours)] if r is not None]
+        paper = paper_row(ours)
+        rows += [ours] + ([paper] if paper is not None and paper not in rows else [])
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, args.out / "energy.csv", COLUMNS)
     markdown = to_markdown(rows)

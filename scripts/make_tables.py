@@ -1,11 +1,14 @@
-"""Tables 1 and 2 (and any other runs) from run summaries, beside the paper's numbers.
+"""Tables 1 and 2, the neuron comparisons (and any other runs) from run summaries, beside the published numbers.
 
     python scripts/make_tables.py multirun/2026-01-01_12-00-00 [more run folders ...]
     python scripts/make_tables.py --wandb ENTITY/arlif [--group paper-cifar10-resnet18-arlif-T4 ...]
 
-Writes tables.md (also printed) and table1.csv, table2.csv, other_runs.csv to --out.
-Accuracies are top-1 test accuracy in percent: the best epoch (the paper's protocol) and
-the final epoch, mean ± sample std over the runs (seeds) of a cell.
+Writes tables.md (also printed) and table1.csv, table2.csv, table1_code.csv (AR-LIF's CIFAR10-DVS
+cells as its released code ran them), competitors_published.csv (each competitor's published
+number beside our rerun with its recipe), same_recipe.csv (runs that differ only in the neuron,
+each beside AR-LIF's) and other_runs.csv to --out.  Accuracies are top-1 test accuracy in
+percent: the best epoch (the paper's protocol) and the final epoch, mean ± sample std over the
+runs (seeds) of a cell.  tables.md says which numbers are copied and which measured.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
 from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.reports.results import add_source_arguments, build_tables, read_runs, to_markdown, write_csv  # noqa: E402
+from arlif.reports.results import (PREAMBLE, add_source_arguments, build_tables, read_runs, to_markdown,  # noqa: E402
+                                   write_csv)
 
-CSV_NAMES = ("table1.csv", "table2.csv", "other_runs.csv")
+CSV_NAMES = ("table1.csv", "table2.csv", "table1_code.csv", "competitors_published.csv", "same_recipe.csv",
+             "other_runs.csv")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,7 +40,7 @@ def make_tables(args: argparse.Namespace) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     for table, name in zip(tables, CSV_NAMES):
         write_csv(table, args.out / name)
-    markdown = "\n".join(to_markdown(t) for t in tables if t.rows)
+    markdown = "\n".join([PREAMBLE] + [to_markdown(t) for t in tables if t.rows])
     (args.out / "tables.md").write_text(markdown)
     return f"{markdown}\n{len(runs)} runs; written to {args.out}/ (tables.md, {', '.join(CSV_NAMES)})"
 

@@ -63,6 +63,24 @@ def test_cifar_classic_recipe_cuts_out_one_square(cifar_dir):
         assert x.shape == (3, 32, 32) and (zero_rows == 16).sum() == 16
 
 
+def normalized_or_flipped(x, expected):
+    return torch.allclose(x, expected, atol=1e-5) or torch.allclose(x, expected.flip(-1), atol=1e-5)
+
+
+def test_cifar_crop_flip_recipe_only_crops_and_flips(cifar_dir):
+    """crop_flip is RandomCrop(padding) -> flip -> normalize: without padding each training image is the
+    normalised image or its mirror image (no Cutout, no RandAugment, no batch mixing)."""
+    bundle = build_data(run_config("cifar10", cifar_dir, recipe="crop_flip", crop_padding=0))
+    assert bundle.batch_transform is None
+    raw = CIFAR["cifar10"](str(cifar_dir), train=True)
+    mean = torch.tensor((0.4914, 0.4822, 0.4465))[:, None, None]
+    std = torch.tensor((0.2023, 0.1994, 0.2010))[:, None, None]
+    torch.manual_seed(0)
+    for i in range(len(bundle.train)):
+        expected = (torch.from_numpy(raw.data[i]).permute(2, 0, 1) / 255 - mean) / std
+        assert normalized_or_flipped(bundle.train[i][0], expected)
+
+
 def test_cifar_missing_corrupt_and_bad_recipe(cifar_dir, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")
     with pytest.raises(DataError, match="not found or incomplete") as err:
@@ -103,6 +121,24 @@ def test_tiny_imagenet_layout_labels_and_transforms(tiny_dir):
     assert torch.allclose(x, expected, atol=1e-5) and y == bundle.test.targets[0]
     torch.manual_seed(0)
     assert all(bundle.train[i][0].shape == (3, 64, 64) for i in range(6))
+
+
+def test_tiny_imagenet_crop_flip_recipe_has_no_trivialaugment(tiny_dir):
+    from PIL import Image
+    bundle = build_data(run_config("tiny_imagenet", tiny_dir, num_classes=3, split_sizes=[6, 6], recipe="crop_flip"))
+    mean = torch.tensor([0.4802, 0.4481, 0.3975])[:, None, None]
+    std = torch.tensor([0.2302, 0.2265, 0.2262])[:, None, None]
+    published = build_data(tiny_cfg(tiny_dir))
+    torch.manual_seed(0)
+    changed = []
+    for i, (path, _) in enumerate(bundle.train.samples):
+        pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
+        expected = (torch.from_numpy(pixels).permute(2, 0, 1) - mean) / std
+        assert normalized_or_flipped(bundle.train[i][0], expected)
+        changed.append(not normalized_or_flipped(published.train[i][0], expected))
+    assert any(changed)  # the published recipe's TrivialAugmentWide does more than flip
+    with pytest.raises(ConfigError, match="dataset.recipe='autoaug'"):
+        build_data(run_config("tiny_imagenet", tiny_dir, num_classes=3, split_sizes=[6, 6], recipe="autoaug"))
 
 
 def test_tiny_imagenet_missing_incomplete_and_corrupt(tiny_dir, tmp_path_factory):

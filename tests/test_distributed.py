@@ -16,7 +16,7 @@ from arlif.runner import distributed
 from arlif.runner.cli import torchrun_argv
 from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import ConfigError
-from arlif.models.layers import SeqBatchNorm2d
+from arlif.models.layers import BN_MODES, SeqBatchNorm2d
 from arlif.runner.build import build_model
 from arlif.runner.evaluation import evaluate_checkpoint
 from conftest import tiny_run
@@ -98,9 +98,9 @@ def test_epoch_batches_depend_on_seed_and_epoch_only_and_skip_on_resume():
     assert batches(1, done=3) == batches(1)[3:] and len(batches(1)) == 5
 
 
-@pytest.mark.parametrize("bn_mode", ["per_step", "shared"])
+@pytest.mark.parametrize("bn_mode", BN_MODES)
 def test_seq_sync_batchnorm_is_seq_batchnorm_in_one_process(bn_mode):
-    cfg = compose([*SMALL, f"model.bn_mode={bn_mode}"])
+    cfg = compose([*SMALL, f"model.bn_mode={bn_mode}", "T=2", "model.tdbn_threshold=0.5"])
     torch.manual_seed(0)
     plain = build_model(cfg)
     synced = distributed.convert_sync_batchnorm(build_model(cfg))

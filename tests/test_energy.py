@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from arlif.instruments.energy import E_AC_PJ, E_MAC_PJ, SynapticOpCounter
 from arlif.models import create_model
 from arlif.models.layers import DirectEncoder, SeqToANN
-from arlif.neurons import build_neuron
+from arlif.neurons import NEURONS, build_neuron
 from arlif.reports.paper import TABLE3
 
 
@@ -48,6 +48,7 @@ def test_tiny_network_against_hand_count():
     assert [(lay.name, lay.ops_per_step, lay.steps) for lay in report.layers] == [
         ("conv1.module", 32, 1), ("conv2.module", 864, T), ("fc", 60, T)]
     assert [lay.input_rate for lay in report.layers[1:]] == pytest.approx([1 / 2, 1 / 3])
+    assert [lay.spike_input for lay in report.layers] == [False, True, True]
     assert report.macs == 32  # the direct-encoded first conv runs once per sample
     assert report.acs == pytest.approx(1 / 2 * T * 864 + 1 / 3 * T * 60)  # 1296 + 60
     assert report.flops == 2 * (32 + 864 + 60)
@@ -57,7 +58,8 @@ def test_tiny_network_against_hand_count():
     assert report.as_dict()["energy_uJ"] == report.energy_uj
 
 
-@pytest.mark.parametrize("name,channels,size,temporal", [("resnet18", 3, 16, False), ("vggsnn", 2, 16, True)])
+@pytest.mark.parametrize("name,channels,size,temporal", [("resnet18", 3, 16, False), ("resnet19", 3, 8, False),
+                                                         ("vggsnn", 2, 16, True)])
 def test_executed_operations_match_torch_flop_counter(name, channels, size, temporal):
     """Σ steps·FLOPs over the layers equals what torch's FLOP counter sees executed (2 FLOPs per MAC)."""
     T = 2
@@ -71,6 +73,36 @@ def test_executed_operations_match_torch_flop_counter(name, channels, size, temp
     first = report.layers[0]
     assert first.steps == (T if temporal else 1)  # event frames run the first layer at every step
     assert report.macs == first.steps * first.ops_per_step == channels * 9 * 64 * size * size * first.steps
+
+
+@pytest.mark.parametrize("neuron", sorted(NEURONS))
+def test_every_neuron_drives_the_later_layers_with_spikes(neuron):
+    """Whatever the neuron, every layer after the first gets spikes (or pooled spikes) and costs ACs."""
+    torch.manual_seed(0)
+    model = create_model("quickcnn", num_classes=4, in_channels=2, image_size=8, neuron=neuron, T=3).eval()
+    with torch.no_grad(), SynapticOpCounter(model) as ops:
+        model(torch.rand(3, 2, 2, 8, 8) * 4)
+    report = ops.report()
+    assert [lay.spike_input for lay in report.layers] == [False] + [True] * (len(report.layers) - 1)
+    assert report.macs == report.layers[0].steps * report.layers[0].ops_per_step
+    assert report.acs == pytest.approx(sum(lay.input_rate * lay.steps * lay.ops_per_step for lay in report.layers[1:]))
+
+
+def test_a_layer_fed_real_values_costs_macs():
+    """GLIF's ResNet-18 head is Linear(512, 256) -> Linear(256, K) with no neuron between: the second Linear
+    multiplies real values."""
+    T = 2
+    torch.manual_seed(0)
+    model = create_model("resnet18_glif", num_classes=10, in_channels=3, image_size=8, neuron="glif", T=T)
+    with torch.no_grad(), SynapticOpCounter(model) as ops:  # training mode: batch statistics make it spike
+        model(torch.randn(4, 3, 8, 8), T=T)
+    layers = {lay.name: lay for lay in ops.report().layers}
+    assert layers["hidden.0.module"].input_rate > 0
+    assert not layers["fc"].spike_input and layers["fc"].macs == T * 256 * 10 and layers["fc"].acs == 0
+    assert layers["hidden.0.module"].spike_input and layers["hidden.0.module"].macs == 0
+    assert [lay.spike_input for name, lay in layers.items() if name not in ("stem.module", "fc")] == \
+        [True] * (len(layers) - 2)
+    assert ops.report().macs == layers["stem.module"].macs + layers["fc"].macs
 
 
 def test_counter_needs_input():

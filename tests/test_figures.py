@@ -118,7 +118,19 @@ def test_fig3_tracks_alpha_beta_and_logs_to_wandb(runs, tmp_path, monkeypatch):
 def test_fig3_reads_wandb_history_rows():
     rows = [{"epoch": 1, "alpha/l1": 1.0, "beta/l1": 0.0, "_step": 1}, {"epoch": 2, "alpha/l1": 0.9, "beta/l1": 0.1},
             {"epoch": 3, "test_acc": 50.0}]
-    assert parameter_history(rows) == {"epoch": [1, 2], "alpha": {"l1": [1.0, 0.9]}, "beta": {"l1": [0.0, 0.1]}}
+    assert parameter_history(rows) == {"epoch": [1, 2], "alpha": {"l1": [1.0, 0.9]}, "beta": {"l1": [0.0, 0.1]},
+                                       "range": {"alpha": {}, "beta": {}}}
+
+
+def test_fig3_reads_per_channel_values_as_mean_and_range():
+    """metrics.jsonl nests {"mean", "min", "max"} for a vector; W&B flattens it to "alpha/<layer>/mean", ..."""
+    nested = [{"epoch": 1, "alpha": {"l1": {"mean": 0.5, "min": 0.4, "max": 0.7}, "l2": 1.0},
+               "beta": {"l1": {"mean": 0.1, "min": 0.0, "max": 0.2}, "l2": 0.0}}]
+    flat = [{"epoch": 1, "alpha/l1/mean": 0.5, "alpha/l1/min": 0.4, "alpha/l1/max": 0.7, "alpha/l2": 1.0,
+             "beta/l1/mean": 0.1, "beta/l1/min": 0.0, "beta/l1/max": 0.2, "beta/l2": 0.0}]
+    want = {"epoch": [1], "alpha": {"l1": [0.5], "l2": [1.0]}, "beta": {"l1": [0.1], "l2": [0.0]},
+            "range": {"alpha": {"l1": [(0.4, 0.7)]}, "beta": {"l1": [(0.0, 0.2)]}}}
+    assert parameter_history(nested) == want and parameter_history(flat) == want
 
 
 def test_fig3_on_a_lif_run_is_a_clear_error(runs, tmp_path):
@@ -139,14 +151,33 @@ def test_energy_table_from_checkpoints(runs, tmp_path):
     assert (tmp_path / "energy.md").read_text() in printed
 
 
-def test_energy_table_puts_the_paper_row_under_ours(tmp_path):
+def test_energy_table_puts_the_paper_row_under_ours_once(tmp_path):
     paper = TABLE3[0]
-    result = {"dataset": paper.dataset, "model": paper.model, "neuron": "arlif", "T": paper.T, "firing_rate": 0.1,
-              "test_acc": 95.0, "energy": {"params": 11.18e6, "flops": 1110.9e6, "macs": 1.77e6, "acs": 90e6,
-                                           "energy_uJ": 4.6 * 1.77 + 0.9 * 90}}
-    path = tmp_path / "eval.json"
-    path.write_text(json.dumps(result))
-    run("make_energy_table", path, "--out", tmp_path)
+    paths = []
+    for neuron in ("arlif", "clif"):
+        result = {"dataset": paper.dataset, "model": paper.model, "neuron": neuron, "T": paper.T, "firing_rate": 0.1,
+                  "test_acc": 95.0, "energy": {"params": 11.18e6, "flops": 1110.9e6, "macs": 1.77e6, "acs": 90e6,
+                                               "energy_uJ": 4.6 * 1.77 + 0.9 * 90}}
+        paths.append(tmp_path / neuron / "eval.json")
+        paths[-1].parent.mkdir()
+        paths[-1].write_text(json.dumps(result))
+    printed = run("make_energy_table", *paths, "--out", tmp_path)
     rows = read_csv(tmp_path / "energy.csv")
-    assert [r["source"] for r in rows] == ["ours", "paper"]
+    assert [(r["source"], r["neuron"]) for r in rows] == [("ours", "arlif"), ("paper", "arlif"), ("ours", "clif")]
     assert float(rows[1]["energy_uJ"]) == paper.energy_uj and rows[1]["test_acc"] == ""
+    assert "copied from the AR-LIF paper's Table 3" in printed
+
+
+def test_energy_table_of_a_resnet19_run_with_a_competitor_neuron(tmp_path):
+    """A real one-epoch ResNet-19 training with TET's LIF: its checkpoint evaluates into an energy row."""
+    folder = tmp_path / "run"
+    train(compose([*TINY_RUN, "model=resnet19", "neuron=tet_lif", "trainer.epochs=1", "dataset.train_size=16",
+                   "dataset.test_size=8"]), folder)
+    printed = run("make_energy_table", folder, "--out", tmp_path / "energy")
+    rows = read_csv(tmp_path / "energy" / "energy.csv")
+    energy = json.loads((tmp_path / "energy" / "eval" / "0" / "eval.json").read_text())["energy"]
+    assert [(r["source"], r["model"], r["neuron"]) for r in rows] == [("ours", "resnet19", "tet_lif")]
+    # TET's count (3 input channels, 10 classes) for 2 input channels and 4 classes
+    assert energy["params"] == 12_630_858 - 64 * 9 - (10 * 256 + 10) + (4 * 256 + 4)
+    assert energy["macs"] == energy["layers"][0]["macs"] > 0  # only the stem is fed real values
+    assert "| ours | synthetic | ResNet-19 | tet_lif |" in printed

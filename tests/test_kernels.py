@@ -74,7 +74,7 @@ def test_cpu_kernel_builds():
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("T", [1, 4, 8])
-@pytest.mark.parametrize("name", list(NEURONS))
+@pytest.mark.parametrize("name", [n for n in NEURONS if build_neuron(n, channels=1, T=4).fused_kernel])
 def test_matches_reference(name, T, backend):
     x, grad = inputs((T, 3, 37, 5), seed=T)  # 555 neurons: not a multiple of any block
     assert_same(name, backend, x, grad)

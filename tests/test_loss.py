@@ -1,4 +1,5 @@
-"""TET + MSE loss against a computation by hand (plain Python math, no torch losses)."""
+"""TET + MSE loss and the loss on the time-averaged output against a computation by hand (plain Python
+math, no torch losses)."""
 
 import math
 
@@ -8,7 +9,7 @@ import torch
 from arlif.runner.build import build_loss
 from arlif.runner.config import compose
 from arlif.errors import ConfigError
-from arlif.loss import TETMSELoss
+from arlif.loss import MeanOutputCELoss, TETMSELoss
 
 # logits O[t][b][k] for T = 2 steps, B = 2 samples, K = 3 classes
 O = [[[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]],
@@ -73,11 +74,30 @@ def test_half_precision_logits_give_fp32_loss():
     assert out.dtype == torch.float32
 
 
-@pytest.mark.parametrize("override, key", [
-    ("loss.mse_target=zero", "loss.mse_target"),
-    ("loss.tet_weight=-1", "loss.tet_weight"),
-    ("loss.label_smoothing=1.0", "loss.label_smoothing"),
+def mean_logits(b):
+    return [(O[0][b][k] + O[1][b][k]) / 2 for k in range(3)]
+
+
+def test_mean_output_ce_with_labels_soft_targets_and_smoothing():
+    """CE of the T-mean logits; unlike TET's per-step CE (the log-sum-exp does not commute with the mean)."""
+    expected = sum(cross_entropy(mean_logits(b), onehot(LABELS[b])) for b in range(2)) / 2
+    built = build_loss(compose(["loss=mean_ce"]))
+    assert isinstance(built, MeanOutputCELoss)
+    assert built(torch.tensor(O), torch.tensor(LABELS)).item() == pytest.approx(expected, rel=1e-6)
+    assert abs(expected - tet_by_hand([onehot(y) for y in LABELS])) > 1e-3
+    soft = sum(cross_entropy(mean_logits(b), SOFT[b], 0.1) for b in range(2)) / 2
+    got = MeanOutputCELoss(label_smoothing=0.1)(torch.tensor(O), torch.tensor(SOFT))
+    assert got.item() == pytest.approx(soft, rel=1e-6)
+    assert MeanOutputCELoss()(torch.tensor(O, dtype=torch.bfloat16), torch.tensor(LABELS)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["loss.name=hinge"], "loss.name"),
+    (["loss.mse_target=zero"], "loss.mse_target"),
+    (["loss.tet_weight=-1"], "loss.tet_weight"),
+    (["loss.label_smoothing=1.0"], "loss.label_smoothing"),
+    (["loss=mean_ce", "loss.label_smoothing=-0.1"], "loss.label_smoothing"),
 ])
-def test_bad_loss_values(override, key):
+def test_bad_loss_values(overrides, key):
     with pytest.raises(ConfigError, match=key):
-        build_loss(compose([override]))
+        build_loss(compose(overrides))

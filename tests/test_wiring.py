@@ -9,6 +9,7 @@ hand-computed logits of test_loss.py.
 import pytest
 import torch
 
+from arlif.errors import ConfigError
 from arlif.runner.config import compose, resolve
 from arlif.models.layers import SeqBatchNorm2d, SeqDropout
 from arlif.neurons import ARLIF, LIF, neuron_layers
@@ -22,7 +23,8 @@ CPU = torch.device("cpu")
 TINY = tiny_run("trainer.epochs=9", "batch_size=4", "T=3")
 LOSS = ["loss.tet_weight=0.3", "loss.mse_weight=0.6", "loss.phi=2.5", "loss.label_smoothing=0.1"]
 NEURON = ["neuron.decay=0.25", "neuron.v_threshold=0.75", "neuron.surrogate_width=0.5", "neuron.backend=reference"]
-MODEL = ["model.dropout=0.2", "model.bn_mode=shared"]
+MODEL = ["model.dropout=0.2", "model.bn_mode=tdbn", "model.tdbn_threshold=0.6", "model.dropout_mask=step",
+         "model.classifier_dropout=0.35"]
 SGD = ["optimizer=sgd", "optimizer.lr=0.03", "optimizer.momentum=0.8", "optimizer.nesterov=true",
        "optimizer.weight_decay=0.002", "scheduler.t_max=7", "scheduler.eta_min=0.001"]
 ADAMW = ["optimizer=adamw", "optimizer.lr=0.004", "optimizer.betas=[0.8,0.95]", "optimizer.weight_decay=0.03"]
@@ -54,6 +56,26 @@ def check_neurons(model, name, decay, v_threshold, surrogate_width, backend):
             assert isinstance(m, LIF) and m.spec.reset == name.removeprefix("lif_")
 
 
+def test_neuron_parameters_get_their_own_weight_decay_and_learning_rate():
+    """GLIF's recipe in arlif's terms: the neurons' own parameters without weight decay, some of them at lr/10."""
+    cfg = compose([*TINY, *SGD, "neuron=arlif", "optimizer.neuron_weight_decay=0",
+                   "+optimizer.neuron_lr_scale.alpha=0.1"])
+    model = build_model(cfg)
+    groups = build_optimizer(model, cfg).param_groups
+    layers = [m for _, m in neuron_layers(model)]
+    alphas, betas = {id(m.alpha) for m in layers}, {id(m.beta_raw) for m in layers}
+    rest = [p for p in model.parameters() if id(p) not in alphas | betas]
+    assert [({id(p) for p in g["params"]}, g["lr"], g["weight_decay"]) for g in groups] == [
+        ({id(p) for p in rest}, 0.03, 0.002), (alphas, 0.003, 0.0), (betas, 0.03, 0.0)]
+    with pytest.raises(ConfigError, match="gates"):
+        build_optimizer(model, compose([*TINY, "+optimizer.neuron_lr_scale.gates=0.1"]))
+
+
+def test_tebn_gets_the_runs_T():
+    model = build_model(compose([*TINY, "model.bn_mode=tebn"]))
+    assert {(m.T, m.scale.numel()) for m in model.modules() if isinstance(m, SeqBatchNorm2d)} == {(3, 3)}
+
+
 @pytest.mark.parametrize("neuron, optimizer, mse_target", [
     ("arlif_fixed_alpha", SGD, "onehot"),
     ("lif_soft", ADAMW, "constant"),
@@ -64,8 +86,10 @@ def test_training_run_builds_what_the_config_says(neuron, optimizer, mse_target,
     trainer = run.trainer
     assert loss_value(trainer.loss_fn) == pytest.approx(expected_loss(0.3, 0.6, mse_target, 2.5, 0.1), rel=1e-6)
     check_neurons(trainer.model, neuron, 0.25, 0.75, 0.5, "reference")
-    assert [m.p for m in trainer.model.modules() if isinstance(m, SeqDropout)] == [0.2] * 3
-    assert {m.bn_mode for m in trainer.model.modules() if isinstance(m, SeqBatchNorm2d)} == {"shared"}
+    drops = [(m.p, m.mask) for m in trainer.model.modules() if isinstance(m, SeqDropout)]
+    assert drops == [(0.2, "step")] * 3 + [(0.35, "step")]
+    assert {(m.bn_mode, m.v_threshold) for m in trainer.model.modules() if isinstance(m, SeqBatchNorm2d)} == \
+        {("tdbn", 0.6)}
     assert trainer.T == 3 and run.train_loader.batch_sampler.batches.batch_size == 4
 
     group = trainer.optimizer.param_groups[0]
@@ -114,7 +138,8 @@ def test_paper_preset_reaches_the_loss_model_and_optimizer(preset):
     with torch.device("meta"):  # the full-size network, without memory
         model = build_model(cfg)
     check_neurons(model, "arlif", 0.5, 1.0, 1.0, "auto")
-    assert {m.p for m in model.modules() if isinstance(m, SeqDropout)} == {dropout}
+    assert {m.p for m in model.modules() if isinstance(m, SeqDropout) and m is not model.dropout} == {dropout}
+    assert model.dropout.p == (dropout if cfg.model.name == "resnet18" else 0.0)  # the published heads
     optimizer = build_optimizer(model, cfg)
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.SGD) and len(optimizer.param_groups) == 1

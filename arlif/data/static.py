@@ -35,11 +35,12 @@ def _tensor_and_normalize(mean, std) -> list:
 
 
 def cifar_transforms(ds) -> tuple:
-    """(train transform, test transform, batch transform) for `dataset.recipe` autoaug or classic.
+    """(train transform, test transform, batch transform) for `dataset.recipe` autoaug, classic or crop_flip.
 
     autoaug (published): flip -> RandAugment (bilinear) -> normalize -> RandomErasing, and
     per batch Mixup or CutMix (one of the two, chosen at random) giving soft targets; no crop.
     classic: RandomCrop(padding) -> flip -> normalize -> Cutout (one zero square, p=1).
+    crop_flip: RandomCrop(padding) -> flip -> normalize (GLIF's and TEBN's CIFAR pipeline).
     """
     normalize = _tensor_and_normalize(ds.mean, ds.std)
     test = v2.Compose([*normalize, v2.ToPureTensor()])
@@ -53,15 +54,13 @@ def cifar_transforms(ds) -> tuple:
         batch = v2.RandomChoice([v2.MixUp(alpha=float(ds.mixup_alpha), num_classes=int(ds.num_classes)),
                                  v2.CutMix(alpha=float(ds.cutmix_alpha), num_classes=int(ds.num_classes))])
         return train, test, batch
-    if ds.recipe == "classic":
-        area = (int(ds.cutout_size) / int(ds.image_size)) ** 2
-        train = v2.Compose([v2.RandomCrop(int(ds.image_size), padding=int(ds.crop_padding)),
-                            v2.RandomHorizontalFlip(),
-                            *normalize,
-                            v2.RandomErasing(p=1.0, scale=(area, area), ratio=(1.0, 1.0), value=0),
-                            v2.ToPureTensor()])
-        return train, test, None
-    raise ConfigError(f"dataset.recipe={ds.recipe!r}: choose 'autoaug' (published) or 'classic'")
+    if ds.recipe in ("classic", "crop_flip"):
+        steps = [v2.RandomCrop(int(ds.image_size), padding=int(ds.crop_padding)), v2.RandomHorizontalFlip(), *normalize]
+        if ds.recipe == "classic":
+            area = (int(ds.cutout_size) / int(ds.image_size)) ** 2
+            steps.append(v2.RandomErasing(p=1.0, scale=(area, area), ratio=(1.0, 1.0), value=0))
+        return v2.Compose([*steps, v2.ToPureTensor()]), test, None
+    raise ConfigError(f"dataset.recipe={ds.recipe!r}: choose 'autoaug' (published), 'classic' or 'crop_flip'")
 
 
 def _cifar_files(cls) -> list:
@@ -170,9 +169,15 @@ def download_tiny_imagenet(data_dir: Path) -> None:
 
 
 def tiny_imagenet_transforms(ds) -> tuple:
-    """(train, test) transforms: RandomCrop -> flip -> TrivialAugmentWide -> normalize; test normalizes only."""
+    """(train, test) transforms for `dataset.recipe`: trivialaugment (published) RandomCrop -> flip ->
+    TrivialAugmentWide -> normalize, or crop_flip (CLIF's Tiny-ImageNet pipeline) without TrivialAugmentWide;
+    test normalizes only.  A config without the key (older checkpoints) is trivialaugment."""
+    recipe = ds.get("recipe", "trivialaugment")
+    if recipe not in ("trivialaugment", "crop_flip"):
+        raise ConfigError(f"dataset.recipe={recipe!r}: choose 'trivialaugment' (published) or 'crop_flip'")
     normalize = _tensor_and_normalize(ds.mean, ds.std)
-    train = v2.Compose([v2.RandomCrop(int(ds.image_size)), v2.RandomHorizontalFlip(), v2.TrivialAugmentWide(),
+    policy = [v2.TrivialAugmentWide()] if recipe == "trivialaugment" else []
+    train = v2.Compose([v2.RandomCrop(int(ds.image_size)), v2.RandomHorizontalFlip(), *policy,
                         *normalize, v2.ToPureTensor()])
     return train, v2.Compose([*normalize, v2.ToPureTensor()])
 

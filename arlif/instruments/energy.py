@@ -2,7 +2,7 @@
 
 The method is the Spike-driven Transformer's (Yao et al., NeurIPS 2023): the first layer
 gets the real-valued input and performs multiply-accumulates (MACs); every later synaptic
-layer l is driven by spikes and performs accumulates ACs_l = fr_l · T · FLOPs_l, where
+layer l driven by spikes performs accumulates ACs_l = fr_l · T · FLOPs_l, where
 fr_l is the measured firing rate of its input; E = 4.6 pJ · MACs + 0.9 pJ · ACs (45 nm
 CMOS, Horowitz 2014).  `SynapticOpCounter` measures, with forward hooks on every Conv
 and Linear layer, over all the data it sees:
@@ -15,7 +15,10 @@ and Linear layer, over all the data it sees:
   per time step.  Average pooling keeps the mean, so a layer after a pooling layer gets
   the firing rate of the neurons before the pooling, as the method's fr_(l-1).
 
-Then MACs = steps_1 · FLOPs_1 and ACs = Σ_(l>1) fr_l · steps_l · FLOPs_l, per sample.  BN
+A later layer whose input ever leaves [0, 1] is fed real values, not spikes or pooled spikes
+(e.g. GLIF's ResNet-18 head, Linear → Linear with no neuron between): it costs MACs like the
+first layer (`spike_input` false).  Then MACs = Σ_(real-fed l) steps_l · FLOPs_l and
+ACs = Σ_(spike-fed l) fr_l · steps_l · FLOPs_l, per sample, whatever the neuron.  BN
 (foldable into the conv weights at inference), pooling and the neurons are not counted,
 as in the method.  `flops` is 2 · Σ_l FLOPs_l: one time step of the equivalent ANN with
 multiply and add counted apart (torch's convention, and the paper's FLOPs column).
@@ -46,6 +49,7 @@ class LayerOps:
     ops_per_step: float
     steps: float
     input_rate: float
+    spike_input: bool
     macs: float
     acs: float
 
@@ -82,13 +86,15 @@ def _call_ops(module: nn.Module, x: Tensor, out: Tensor) -> tuple[int, int]:
 
 
 class _Tally:
-    """Running sums of one layer (the input sum stays on the device: no host sync per call)."""
+    """Running sums and input range of one layer (kept on the device: no host sync per call)."""
 
     def __init__(self):
         self.rows = 0
         self.ops = 0
         self.input_sum = 0.0
         self.elements = 0
+        self.low = float("inf")
+        self.high = -float("inf")
 
     def add(self, module: nn.Module, x: Tensor, out: Tensor) -> None:
         rows, ops = _call_ops(module, x, out)
@@ -96,6 +102,8 @@ class _Tally:
         self.ops += ops
         self.input_sum = self.input_sum + x.sum(dtype=torch.float64)
         self.elements += x.numel()
+        self.low = torch.minimum(torch.as_tensor(self.low, device=x.device), x.min().float())
+        self.high = torch.maximum(torch.as_tensor(self.high, device=x.device), x.max().float())
 
 
 class SynapticOpCounter:
@@ -154,9 +162,9 @@ class SynapticOpCounter:
             t = self._tallies[name]
             ops, steps = t.ops / t.rows, t.rows / self.samples
             rate = float(t.input_sum) / t.elements
-            first = i == 0  # the layer that gets the network's input
-            layers.append(LayerOps(name, ops, steps, rate, macs=steps * ops if first else 0.0,
-                                   acs=0.0 if first else rate * steps * ops))
+            spikes = i > 0 and float(t.low) >= 0.0 and float(t.high) <= 1.0  # i = 0: the network's input
+            layers.append(LayerOps(name, ops, steps, rate, spikes, macs=0.0 if spikes else steps * ops,
+                                   acs=rate * steps * ops if spikes else 0.0))
         return EnergyReport(
             params=count_parameters(self.model),
             flops=2.0 * sum(layer.ops_per_step for layer in layers),

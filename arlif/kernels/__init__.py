@@ -9,6 +9,9 @@ Backends (the `backend` option of every neuron and of conf/neuron/*):
 - ``auto``: the fastest available for the input's device: ``triton`` on CUDA when Triton
   is installed, ``cpu`` on CPU, else ``reference``.
 
+The fused kernels implement the rectangle surrogate with firing at z ≥ 0 (`fusable`); a
+spec with another spike function runs the reference loop.
+
 The fused backends share one autograd Function (`arlif.kernels.function.FusedNeuron`)
 with a hand-derived backward through time (docs/kernels.md): same spikes as the
 reference, same gradients for x, α and β, a fraction of the memory.  Each process checks
@@ -60,6 +63,11 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def fusable(spec: NeuronSpec) -> bool:
+    """Whether the fused kernels implement `spec`'s spike function (rectangle surrogate, firing at z ≥ 0)."""
+    return spec.surrogate == "rectangle" and spec.fire_at_threshold
+
+
 @functools.cache
 def _cpu_engine():
     from arlif.kernels import cpu
@@ -91,8 +99,11 @@ def multistep(
         raise ValueError("the adaptive reset needs both alpha and beta")
     if spec.reset != "adaptive":
         alpha = beta = None
+    if backend in ("cpu", "triton") and not fusable(spec):
+        raise ConfigError(f"neuron backend {backend!r} has no kernel for the {spec.spike.describe()} spike; "
+                          "set neuron.backend=auto or reference")
     chosen = resolve_backend(backend, x.device)
-    if chosen != "reference" and x.dtype in FUSED_DTYPES and x.numel() > 0:
+    if chosen != "reference" and fusable(spec) and x.dtype in FUSED_DTYPES and x.numel() > 0:
         engine = _cpu_engine() if chosen == "cpu" else _triton_engine()
         if selfcheck.passes(chosen, engine, x, spec, alpha, beta, explicit=backend != "auto"):
             return fused_multistep(x, spec, alpha, beta, engine)
@@ -101,4 +112,4 @@ def multistep(
     return reference_multistep(xf, spec, alpha, beta)[0].to(x.dtype)
 
 
-__all__ = ["multistep", "resolve_backend", "triton_installed", "FusedNeuron"]
+__all__ = ["multistep", "fusable", "resolve_backend", "triton_installed", "FusedNeuron"]

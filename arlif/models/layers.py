@@ -7,10 +7,14 @@ network T times.  Batch norm and dropout need care over time and get their own c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
-BN_MODES = ("per_step", "shared")
+BN_MODES = ("per_step", "shared", "tdbn", "tebn")
+DROPOUT_MASKS = ("sequence", "step")
 
 
 class SeqToANN(nn.Module):
@@ -30,43 +34,82 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
 
     `per_step`: in training each time step is normalised over its own batch and updates
     the running statistics once (T updates per call), exactly as a single-step network
-    called T times does; this is the published setting.  `shared`: one normalisation
-    over all T·B samples (one update), faster.  In eval both use the running statistics,
-    so they run as one call.
+    called T times does; this is the published AR-LIF setting.  `shared`: one normalisation
+    over all T·B samples (one update), faster.  `tdbn` (threshold-dependent BN, Zheng et
+    al. 2021): statistics over T·B as `shared`, the normalised value scaled by α·V_th before
+    the affine map, y = γ·α·V_th·x̂ + β; α is 1, or 1/√2 for the two branches a residual
+    block adds, and V_th the threshold of the neurons that follow.  `tebn` (temporal
+    effective BN, Duan et al. 2022): statistics over T·B, then a learnable scale per time
+    step, y_t = p_t·(γ·x̂ + β), p ∈ R^T initialised to 1 and named `scale` as in SpikingJelly,
+    so the module needs T.  In eval every mode uses the running statistics, in one call.
     """
 
-    def __init__(self, num_features: int, bn_mode: str = "per_step", **kwargs):
+    def __init__(self, num_features: int, bn_mode: str = "per_step", *, T: int | None = None, alpha: float = 1.0,
+                 v_threshold: float = 1.0, **kwargs):
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+        if bn_mode == "tebn" and (T is None or T < 1):
+            raise ValueError("bn_mode='tebn' has one scale per time step and needs the number of time steps T >= 1")
         super().__init__(num_features, **kwargs)
         self.bn_mode = bn_mode
+        self.T = T
+        self.alpha = alpha
+        self.v_threshold = v_threshold
+        if bn_mode == "tebn":
+            self.scale = nn.Parameter(torch.ones(T))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.bn_mode == "shared" or not self.training:
-            return super().forward(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        return torch.stack([super(SeqBatchNorm2d, self).forward(xt) for xt in x])
+        if self.bn_mode == "per_step" and self.training:
+            return torch.stack([super(SeqBatchNorm2d, self).forward(xt) for xt in x])
+        if self.bn_mode == "tebn" and x.shape[0] != self.T:
+            raise ValueError(f"bn_mode='tebn' was built for T={self.T} time steps but got {x.shape[0]}")
+        y = super().forward(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        if self.bn_mode == "tdbn":
+            # γ·αV·x̂ + β written as αV·(γ·x̂ + β) + (1 − αV)·β: the parent's call (and SyncBatchNorm's) is reused.
+            gain = self.alpha * self.v_threshold
+            y = gain * y if self.bias is None else gain * y + (1.0 - gain) * self.bias.view(-1, 1, 1)
+        elif self.bn_mode == "tebn":
+            y = y * self.scale.view(-1, 1, 1, 1, 1)
+        return y
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bn_mode={self.bn_mode}"
+        extra = {"tdbn": f", alpha={self.alpha:g}, v_threshold={self.v_threshold:g}", "tebn": f", T={self.T}"}
+        return f"{super().extra_repr()}, bn_mode={self.bn_mode}{extra.get(self.bn_mode, '')}"
 
 
 class SeqDropout(nn.Module):
-    """Dropout whose mask is drawn once per sequence and shared by all T steps."""
+    """Dropout on [T, B, ...]: one mask per sequence shared by all T steps (`mask="sequence"`, the
+    published AR-LIF neuron dropout) or a new mask at every step (`mask="step"`, ordinary dropout
+    applied to the flattened T·B batch, as the PSN-based CIFAR10-DVS code's classifier dropout)."""
 
-    def __init__(self, p: float = 0.0):
+    def __init__(self, p: float = 0.0, mask: str = "sequence"):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {p}")
+        if mask not in DROPOUT_MASKS:
+            raise ValueError(f"dropout mask must be one of {DROPOUT_MASKS}, got {mask!r}")
         self.p = p
+        self.mask = mask
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        mask = torch.empty_like(x[0]).bernoulli_(1.0 - self.p) / (1.0 - self.p)
-        return x * mask
+        shape = x.shape[1:] if self.mask == "sequence" else x.shape
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p) / (1.0 - self.p)
+        return x * keep
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, mask={self.mask}"
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The layer factories a network is built from; `arlif.models.create_model` fills them from its arguments."""
+
+    neuron: Callable[[int], nn.Module]           # a spiking layer for that many channels
+    norm: Callable[..., nn.Module]               # norm(channels, alpha=1.0): a SeqBatchNorm2d
+    dropout: Callable[[], nn.Module]             # the dropout after a block's neurons
+    classifier_dropout: Callable[[], nn.Module]  # the dropout before the last Linear
 
 
 class DirectEncoder(nn.Module):
@@ -93,7 +136,7 @@ class DirectEncoder(nn.Module):
 
 
 def init_weights(model: nn.Module, linear_std: float | None = None) -> None:
-    """Kaiming (fan-out) convs with zero bias, BN weight 1 / bias 0, linear bias 0.
+    """Kaiming (fan-out) convs with zero bias, BN weight 1 / bias 0, linear bias 0 (where there are biases).
 
     Linear weights are drawn from N(0, linear_std) when given, else left at torch's default.
     """
@@ -108,5 +151,6 @@ def init_weights(model: nn.Module, linear_std: float | None = None) -> None:
         elif isinstance(m, nn.Linear):
             if linear_std is not None:
                 nn.init.normal_(m.weight, 0.0, linear_std)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 

@@ -7,25 +7,22 @@ the spikes u); head BN → N → global average pool → dropout → Linear.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import Tensor, nn
 
-from arlif.models.layers import DirectEncoder, SeqBatchNorm2d, SeqDropout, SeqToANN, init_weights
+from arlif.models.layers import DirectEncoder, Parts, SeqToANN, init_weights
 
 
 class PreActBlock(nn.Module):
     """Pre-activation basic block on [T, B, C, H, W]."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, neuron: Callable[[], nn.Module],
-                 dropout: float, bn_mode: str):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, parts: Parts):
         super().__init__()
-        self.bn1 = SeqBatchNorm2d(in_ch, bn_mode)
-        self.act1 = neuron()
+        self.bn1 = parts.norm(in_ch)
+        self.act1 = parts.neuron(in_ch)
         self.conv1 = SeqToANN(nn.Conv2d(in_ch, out_ch, 3, stride, 1))
-        self.bn2 = SeqBatchNorm2d(out_ch, bn_mode)
-        self.act2 = neuron()
-        self.dropout = SeqDropout(dropout)
+        self.bn2 = parts.norm(out_ch)
+        self.act2 = parts.neuron(out_ch)
+        self.dropout = parts.dropout()
         self.conv2 = SeqToANN(nn.Conv2d(out_ch, out_ch, 3, 1, 1))
         self.shortcut = (SeqToANN(nn.Conv2d(in_ch, out_ch, 1, stride)) if stride != 1 or in_ch != out_ch
                          else nn.Identity())
@@ -37,20 +34,19 @@ class PreActBlock(nn.Module):
 
 
 class SpikingResNet18(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, neuron: Callable[[], nn.Module],
-                 dropout: float = 0.0, bn_mode: str = "per_step"):
+    def __init__(self, num_classes: int, in_channels: int, parts: Parts):
         super().__init__()
         self.stem = DirectEncoder(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False))
         blocks, in_ch = [], 64
         for out_ch, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             for s in (stride, 1):
-                blocks.append(PreActBlock(in_ch, out_ch, s, neuron, dropout, bn_mode))
+                blocks.append(PreActBlock(in_ch, out_ch, s, parts))
                 in_ch = out_ch
         self.blocks = nn.Sequential(*blocks)
-        self.bn = SeqBatchNorm2d(512, bn_mode)
-        self.act = neuron()
+        self.bn = parts.norm(512)
+        self.act = parts.neuron(512)
         self.pool = SeqToANN(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
-        self.dropout = SeqDropout(dropout)
+        self.dropout = parts.classifier_dropout()
         self.fc = nn.Linear(512, num_classes)
         init_weights(self)
 

@@ -2,16 +2,17 @@
 
 All share one block, Conv3×3 → BN → N → dropout, with "M" = AvgPool2d(2).  Heads:
 `adaptive7` (AdaptiveAvgPool2d(7) → Linear(512·49, K), linear N(0, 0.01), as the
-published VGG-BN models) or `flatten` (Linear on the flattened final map, as VGGSNN).
+published VGG-BN models) or `flatten` (Linear on the flattened final map, as VGGSNN);
+the classifier dropout (none in the published AR-LIF models) comes before the Linear.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Sequence, Union
 
 from torch import Tensor, nn
 
-from arlif.models.layers import DirectEncoder, SeqBatchNorm2d, SeqDropout, SeqToANN, init_weights
+from arlif.models.layers import DirectEncoder, Parts, SeqToANN, init_weights
 
 Layout = Sequence[Union[int, str]]
 
@@ -26,7 +27,7 @@ HEADS = {"vgg11": "adaptive7", "vgg13": "adaptive7", "vggsnn": "flatten", "quick
 
 class SpikingVGG(nn.Module):
     def __init__(self, layout: Layout, head: str, num_classes: int, in_channels: int, image_size: int,
-                 neuron: Callable[[], nn.Module], dropout: float = 0.0, bn_mode: str = "per_step"):
+                 parts: Parts):
         super().__init__()
         layers: list[nn.Module] = []
         ch, size = in_channels, image_size
@@ -37,7 +38,7 @@ class SpikingVGG(nn.Module):
                 continue
             conv = nn.Conv2d(ch, item, 3, 1, 1)
             layers += [SeqToANN(conv) if layers else DirectEncoder(conv),
-                       SeqBatchNorm2d(item, bn_mode), neuron(), SeqDropout(dropout)]
+                       parts.norm(item), parts.neuron(item), parts.dropout()]
             ch = item
         if size < 1:
             raise ValueError(f"image_size={image_size} is too small for {len(layout)} layers with "
@@ -50,7 +51,8 @@ class SpikingVGG(nn.Module):
         else:
             self.pool = SeqToANN(nn.Flatten())
             self.fc = nn.Linear(ch * size * size, num_classes)
+        self.dropout = parts.classifier_dropout()
         init_weights(self, linear_std=0.01 if head == "adaptive7" else None)
 
     def forward(self, x: Tensor, T: int | None = None) -> Tensor:
-        return self.fc(self.pool(self.features(self.encoder(x, T))))
+        return self.fc(self.dropout(self.pool(self.features(self.encoder(x, T)))))

@@ -1,27 +1,45 @@
-"""The paper's published numbers and the run that reproduces each of them.
+"""The paper's published numbers, its competitors' published numbers, and the run that reproduces each.
 
 A result cell is one (dataset, model, neuron, T) trained with the published recipe of its
 dataset (conf/experiment/recipe/), whose runs are named `experiment_name(...)` (the
 presets set `experiment.name` to the same pattern, so that each cell is one W&B group).
 Accuracies are top-1 test accuracy in percent at the best test epoch, as published.
+
+`TABLE1_CODE` holds AR-LIF's CIFAR10-DVS cells as the authors' released code ran them
+(conf/experiment/table1_code/).  `PUBLISHED` holds the competitors' numbers (Table 1's rows
+with public code, and the numbers their own papers or repositories give), each with its
+source and the preset that reruns it with that paper's recipe (conf/experiment/compare/).
+`SAME_RECIPE_NEURONS` are the competitor neurons that conf/table/compare_same_recipe.yaml
+trains in every Table 1 cell in AR-LIF's place.  Every number here is copied, none measured.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 # Display names, in the paper's order.
 DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny-ImageNet",
             "cifar10_dvs": "CIFAR10-DVS", "dvs_gesture": "DVS-Gesture"}
-MODELS = {"resnet18": "ResNet-18", "vgg13": "VGG-13", "vggsnn": "VGGSNN", "vgg11": "VGG-11"}
+MODELS = {"resnet18": "ResNet-18", "vgg13": "VGG-13", "vggsnn": "VGGSNN", "vgg11": "VGG-11", "resnet19": "ResNet-19",
+          "resnet18_glif": "ResNet-18 (GLIF's)"}
 # Table 2's columns: the neuron each one trains.
 ABLATIONS = {"lif_hard": "Hard", "lif_soft": "Soft", "arlif_fixed_alpha": "α = 1", "arlif_fixed_threshold": "Vth = 1",
              "arlif_fixed_both": "Both", "arlif": "Learnable"}
 
 
-def experiment_name(dataset: str, model: str, neuron: str, T: int) -> str:
-    """Run name (and W&B group) of a published-recipe run; the presets' `experiment.name`."""
-    return f"paper-{dataset}-{model}-{neuron}-T{T}"
+# The competitors whose published numbers `PUBLISHED` holds, by the method key of their presets.
+METHODS = {"tet": "TET", "glif": "GLIF", "clif": "CLIF", "tebn": "TEBN", "psn": "PSN"}
+# The neurons the same-recipe grid swaps in for AR-LIF, with the method each comes from.
+SAME_RECIPE_NEURONS = {"tet_lif": "TET's LIF", "clif": "CLIF", "plif": "PLIF", "glif": "GLIF", "psn": "PSN",
+                       "masked_psn": "masked PSN", "sliding_psn": "sliding PSN"}
+
+
+def experiment_name(dataset: str, model: str, neuron: str, T: int, prefix: str = "paper") -> str:
+    """Run name (and W&B group) of a published-recipe run; the presets' `experiment.name`.  `prefix` is
+    "paper" for the paper's recipes (conf/experiment/table1, table2), "code" for the authors' released
+    CIFAR10-DVS code (table1_code) and "published-<method>" for a competitor's own recipe (compare/)."""
+    return f"{prefix}-{dataset}-{model}-{neuron}-T{T}"
 
 
 @dataclass(frozen=True)
@@ -35,10 +53,33 @@ class Cell:
     T: int
     acc: float
     preset: str
+    prefix: str = "paper"
 
     @property
     def experiment(self) -> str:
-        return experiment_name(self.dataset, self.model, self.neuron, self.T)
+        return experiment_name(self.dataset, self.model, self.neuron, self.T, self.prefix)
+
+
+@dataclass(frozen=True)
+class PublishedCell:
+    """A competitor's published accuracy (None where it was not copied; `source` says why) and the preset that
+    reruns it with that paper's own recipe, conf/experiment/compare/published/<method>_<dataset>_<model>_t<T>."""
+
+    method: str
+    dataset: str
+    model: str
+    neuron: str
+    T: int
+    acc: Optional[float]
+    source: str
+
+    @property
+    def preset(self) -> str:
+        return f"compare/published/{self.method}_{self.dataset}_{self.model}_t{self.T}"
+
+    @property
+    def experiment(self) -> str:
+        return experiment_name(self.dataset, self.model, self.neuron, self.T, f"published-{self.method}")
 
 
 def _table1() -> list[Cell]:
@@ -59,8 +100,43 @@ def _table2() -> list[Cell]:
             for d, m, accs in rows for neuron, acc in zip(ABLATIONS, accs)]
 
 
+def _table1_code() -> list[Cell]:
+    """AR-LIF's CIFAR10-DVS cells as produced: the authors' PSN-based code (published-code facts, section 8)."""
+    return [Cell("table1_code", "cifar10_dvs", "vggsnn", "arlif_psn_code", T, acc,
+                 f"table1_code/cifar10_dvs_vggsnn_t{T}", prefix="code")
+            for T, acc in {4: 86.9, 8: 87.6, 16: 87.9}.items()]
+
+
+AR_LIF_TABLE1 = "AR-LIF paper, Table 1"
+CLIF_README = "CLIF repository README (HuuYuLong/Complementary-LIF): its pre-trained ResNet-18, T = 6"
+PSN_LOGS = ("Parallel-Spiking-Neuron repository (fangwei123456), cifar10dvs/T{T}_opt_SGD0.1_tau_0.25_method_PSN_b_32"
+            "_TET_2gpu.log, the last 'Best Test acc'")
+
+
+def _published() -> list[PublishedCell]:
+    rows = [
+        ("tet", "cifar10", "resnet19", "tet_lif", {2: 94.16, 4: 94.44, 6: 94.50}, f"{AR_LIF_TABLE1}, row TET [7]"),
+        ("tet", "cifar100", "resnet19", "tet_lif", {2: None, 4: None, 6: None},
+         "not copied: TET's paper reports ResNet-19 on CIFAR-100, but it could not be read where this table was "
+         "written and AR-LIF's Table 1 does not list it; the T follow TET's CIFAR-10 row"),
+        ("glif", "cifar10", "resnet18_glif", "glif", {2: 94.15, 4: 94.67, 6: 94.88},
+         f"{AR_LIF_TABLE1}, row GLIF [12] (GLIF's README lists 94.19 / 94.75 / 95.09 for its released checkpoints)"),
+        ("glif", "cifar100", "resnet18_glif", "glif", {6: 77.28},
+         f"{AR_LIF_TABLE1}, row GLIF [19] (GLIF's README lists 77.49 for its released checkpoint)"),
+        ("clif", "cifar10", "resnet18", "clif", {6: 95.41}, CLIF_README),
+        ("clif", "cifar100", "resnet18", "clif", {6: 78.36}, CLIF_README),
+        ("clif", "tiny_imagenet", "vgg13", "clif", {4: 63.16, 6: 64.13}, f"{AR_LIF_TABLE1}, row CLIF [22]"),
+        ("tebn", "cifar10_dvs", "vggsnn", "tet_lif", {10: 84.9}, f"{AR_LIF_TABLE1}, row TEBN [8]"),
+        ("psn", "cifar10_dvs", "vggsnn", "sliding_psn", {4: 82.3, 8: 85.3, 10: 85.9}, PSN_LOGS),
+    ]
+    return [PublishedCell(method, d, m, neuron, T, acc, source.format(T=T))
+            for method, d, m, neuron, accs, source in rows for T, acc in accs.items()]
+
+
 TABLE1 = _table1()
 TABLE2 = _table2()
+TABLE1_CODE = _table1_code()
+PUBLISHED = _published()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
 """Result tables: runs' summaries grouped by paper cell, beside the published numbers.
 
+Besides Tables 1 and 2: AR-LIF's CIFAR10-DVS cells as the released code ran them; the competitors'
+numbers as each paper published them beside our rerun with that paper's recipe; and "same recipe"
+comparisons, every set of runs that differ only in the neuron (such as a Table 1 cell rerun with
+each competitor neuron, conf/table/compare_same_recipe.yaml), each neuron beside AR-LIF's runs.
+
 Runs come from `summary.json` files (run folders, multirun folders) or from W&B run
 summaries (the same keys).  Each run record carries its effective `status` (finished,
 interrupted, diverged, running, or killed: said running but nothing runs it any more;
@@ -26,7 +31,8 @@ from omegaconf import OmegaConf
 
 from arlif.errors import ConfigError, DataError
 from arlif.reports.csv_rows import write_rows
-from arlif.reports.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
+from arlif.reports.paper import (ABLATIONS, DATASETS, METHODS, MODELS, PUBLISHED, SAME_RECIPE_NEURONS, TABLE1,
+                                 TABLE1_CODE, TABLE2, Cell, PublishedCell)
 from arlif.runner.records import SUMMARY
 from arlif.runner.runlock import effective_status
 
@@ -38,6 +44,8 @@ RUN_FIELDS = KEY_FIELDS + ("seed", "test_acc_best", "test_acc_final", "epochs_co
 # Command-line overrides that do not change what a run trains: runs differing only in these stay one group.
 NOT_A_VARIANT = ("seed", "data_dir", "trainer.resume", "trainer.num_workers", "trainer.device", "trainer.progress_bar",
                  "search", "hydra", "logger", "experiment.name", "experiment.tags")
+# Overrides that choose a key field itself (the group or value, not a key under it): never a variant of a cell.
+KEY_OVERRIDES = ("T", "dataset", "model", "neuron")
 MISSING = "—"
 
 
@@ -122,7 +130,8 @@ def _training_overrides(path: Path) -> dict[str, str]:
     out = {}
     for line in lines if isinstance(lines, list) else []:
         key, _, value = str(line).lstrip("+~").partition("=")
-        if not any(key == k or key.startswith(k + ".") or key.startswith(k + "/") for k in NOT_A_VARIANT):
+        if key not in KEY_OVERRIDES and not any(key == k or key.startswith(k + ".") or key.startswith(k + "/")
+                                                for k in NOT_A_VARIANT):
             out[key] = value
     return out
 
@@ -223,8 +232,54 @@ class Table:
     rows: list[dict]
 
 
+STATS = ["best_mean", "best_std", "final_mean", "final_std", "delta_best", "runs", "epochs", "status"]
+
+
+def _arlif_cell(dataset: str, model: str, T: int) -> Optional[Cell]:
+    """AR-LIF's Table 1 cell for this dataset and T: the one with this model, else the dataset's first."""
+    cells = [c for c in TABLE1 if (c.dataset, c.T) == (dataset, T)]
+    return next((c for c in cells if c.model == model), cells[0] if cells else None)
+
+
+def _published_row(cell: PublishedCell, group: Optional[Group]) -> dict:
+    arlif = _arlif_cell(cell.dataset, cell.model, cell.T)
+    return {"method": METHODS[cell.method], "dataset": DATASETS[cell.dataset], "model": MODELS[cell.model],
+            "neuron": cell.neuron, "T": cell.T, "published": cell.acc, **_stats(group, cell.acc),
+            "arlif_paper": arlif.acc if arlif else None, "source": cell.source, "preset": cell.preset}
+
+
+def _recipe(key: tuple) -> tuple:
+    """(experiment with the neuron's name as "<neuron>", dataset, model, T, variant): what a run shares with the
+    runs that differ from it only in the neuron."""
+    experiment, dataset, model, neuron, T, variant = key
+    template = "-".join("<neuron>" if part == neuron else part for part in str(experiment).split("-"))
+    return template, dataset, model, T, variant
+
+
+def same_recipe_rows(groups: dict[tuple, Group]) -> list[dict]:
+    """One row per neuron of every recipe that was run with two or more neurons, AR-LIF's first."""
+    by_recipe: dict[tuple, dict[str, Group]] = {}
+    for key, group in groups.items():
+        by_recipe.setdefault(_recipe(key), {})[key[3]] = group
+    rows = []
+    for (template, dataset, model, T, variant), by_neuron in sorted(by_recipe.items(), key=lambda kv: str(kv[0])):
+        if len(by_neuron) < 2:
+            continue
+        arlif = by_neuron["arlif"].mean("test_acc_best") if "arlif" in by_neuron else None
+        cell = next((c for c in TABLE1 if c.experiment == template.replace("<neuron>", "arlif")), None)
+        for neuron, group in sorted(by_neuron.items(), key=lambda kv: (kv[0] != "arlif", kv[0])):
+            stats = _stats(group, None if neuron == "arlif" else arlif)
+            rows.append({"recipe": template, "dataset": DATASETS.get(dataset, dataset), "model": MODELS.get(model, model),
+                         "T": T, "variant": variant, "neuron": neuron,
+                         "method": "AR-LIF" if neuron == "arlif" else SAME_RECIPE_NEURONS.get(neuron, neuron),
+                         **{("vs_arlif" if k == "delta_best" else k): v for k, v in stats.items()},
+                         "arlif_paper": cell.acc if cell else None})
+    return rows
+
+
 def build_tables(runs: Iterable[dict]) -> list[Table]:
-    """Table 1, Table 2 and the runs that belong to no paper cell."""
+    """Table 1, Table 2, AR-LIF's released-code cells, the competitors as published, the same-recipe comparisons
+    and the runs that belong to no paper cell."""
     groups = group_runs(runs)
     used = set()
 
@@ -236,19 +291,35 @@ def build_tables(runs: Iterable[dict]) -> list[Table]:
             rows.append({**label(cell), "paper": cell.acc, **_stats(group, cell.acc), "preset": cell.preset})
         return rows
 
-    stats_cols = ["paper", "best_mean", "best_std", "final_mean", "final_std", "delta_best", "runs", "epochs",
-                  "status"]
+    stats_cols = ["paper"] + STATS
+    by_cell = (lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model], "T": c.T})
     table1 = Table("Table 1: AR-LIF, top-1 test accuracy (%)", ["dataset", "model", "T"] + stats_cols + ["preset"],
-                   cell_rows(TABLE1, lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model], "T": c.T}))
+                   cell_rows(TABLE1, by_cell))
     table2 = Table("Table 2: ablation at T = 4, top-1 test accuracy (%)", ["dataset", "model", "neuron", "column"]
                    + stats_cols + ["preset"],
                    cell_rows(TABLE2, lambda c: {"dataset": DATASETS[c.dataset], "model": MODELS[c.model],
                                                 "neuron": c.neuron, "column": ABLATIONS[c.neuron]}))
+    code = Table("Table 1, CIFAR10-DVS as the authors' released code ran it (neuron arlif_psn_code), top-1 test "
+                 "accuracy (%)", ["dataset", "model", "T"] + stats_cols + ["preset"], cell_rows(TABLE1_CODE, by_cell))
+    published = []
+    for cell in PUBLISHED:
+        key = (cell.experiment, cell.dataset, cell.model, cell.neuron, cell.T, "")
+        used.add(key)
+        published.append(_published_row(cell, groups.get(key)))
+    competitors = Table("Competitors as published, rerun with each paper's own recipe, top-1 test accuracy (%)",
+                        ["method", "dataset", "model", "neuron", "T", "published"] + STATS
+                        + ["arlif_paper", "source", "preset"], published)
+    same = same_recipe_rows(groups)
+    same_cols = ["recipe", "dataset", "model", "T"] + (["variant"] if any(r["variant"] for r in same) else []) + \
+        ["neuron", "method", *(("vs_arlif" if c == "delta_best" else c) for c in STATS), "arlif_paper"]
+    same_recipe = Table("Same recipe, the neuron swapped: each neuron beside AR-LIF, top-1 test accuracy (%)",
+                        same_cols, same)
     other = [{**dict(zip(GROUP_FIELDS, key)), **_stats(group, None)}
              for key, group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))) if key not in used]
     variant = ["variant"] if any(row["variant"] for row in other) else []
     other_cols = list(KEY_FIELDS) + variant + [c for c in stats_cols if c not in ("paper", "delta_best")]
-    return [table1, table2, Table("Other runs: top-1 test accuracy (%)", other_cols, other)]
+    return [table1, table2, code, competitors, same_recipe, Table("Other runs: top-1 test accuracy (%)", other_cols,
+                                                                  other)]
 
 
 def _fmt(value, std=None) -> str:
@@ -259,7 +330,14 @@ def _fmt(value, std=None) -> str:
     return str(value)
 
 
-MARKDOWN_HEADERS = {"best_mean": "best epoch", "final_mean": "final epoch", "delta_best": "Δ best − paper"}
+MARKDOWN_HEADERS = {"paper": "paper (copied)", "published": "published (copied)", "arlif_paper": "AR-LIF paper (copied)",
+                    "best_mean": "best epoch (ours)", "final_mean": "final epoch (ours)", "delta_best": "Δ best − paper",
+                    "vs_arlif": "Δ best − AR-LIF's (ours)", "source": "source of the copied number"}
+SIGNED = ("delta_best", "vs_arlif")
+PREAMBLE = ("Numbers marked (copied) are copied from the AR-LIF paper and from the papers and repositories "
+            "named in the `source` column (arlif/reports/paper.py); none of them was measured here.  Every other "
+            "number is measured from the runs read: top-1 test accuracy (%) at the best and at the final epoch, "
+            "mean ± sample std over the runs (seeds) of a cell, with their count in `runs`.\n")
 
 
 def to_markdown(table: Table) -> str:
@@ -271,7 +349,7 @@ def to_markdown(table: Table) -> str:
         cells = []
         for c in cols:
             value = row[c]
-            if c == "delta_best" and value is not None:
+            if c in SIGNED and value is not None:
                 cells.append(f"{value:+.2f}")
             else:
                 cells.append(_fmt(value, row.get(c[:-5] + "_std") if c.endswith("_mean") else None))

@@ -9,15 +9,16 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, random_split
 
 from arlif.data import DataBundle, build_data
 from arlif.data.sample_seeds import SeededSamples
 from arlif.errors import ConfigError
-from arlif.loss import MSE_TARGETS, TETMSELoss
+from arlif.loss import LOSSES, MSE_TARGETS, MeanOutputCELoss, TETMSELoss
 from arlif.models import create_model
+from arlif.neurons import build_neuron
 from arlif.runner import distributed
 from arlif.runner.config import check_number
 from arlif.runner.preemption import ignore_stop_signals
@@ -27,15 +28,35 @@ from arlif.runner.runtime import resolve_num_workers
 VAL_SPLIT_SEED = 0
 
 
-def build_model(cfg: DictConfig) -> nn.Module:
-    """The configured network, sized by the dataset config (no data needed)."""
-    n = cfg.neuron
+def neuron_kwargs(cfg: DictConfig) -> dict:
+    """The neuron's own options: every key of conf/neuron/<name>.yaml but `name`.
+
+    Checked by building one neuron, so that a key the neuron does not have, or a bad value,
+    is reported as the neuron's, apart from whether the model fits the input.
+    """
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.neuron, resolve=True).items() if k != "name"}
     try:
-        return create_model(cfg.model.name, num_classes=cfg.dataset.num_classes,
-                            in_channels=cfg.dataset.in_channels, image_size=cfg.dataset.image_size, neuron=n.name,
-                            neuron_kwargs=dict(decay=n.decay, v_threshold=n.v_threshold,
-                                               surrogate_width=n.surrogate_width, backend=n.backend),
-                            dropout=cfg.model.dropout, bn_mode=cfg.model.bn_mode)
+        build_neuron(cfg.neuron.name, channels=1, T=cfg.T, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"neuron={cfg.neuron.name}: {exc} (conf/neuron/{cfg.neuron.name}.yaml)") from exc
+    return kwargs
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The configured network, sized by the dataset config and T (no data needed).
+
+    Model keys added after a checkpoint was written (its config lacks them) take the values that
+    reproduce what it trained: no tdBN threshold, one dropout mask per sequence, the
+    architecture's own classifier dropout.
+    """
+    kwargs, m = neuron_kwargs(cfg), cfg.model
+    try:
+        return create_model(m.name, num_classes=cfg.dataset.num_classes,
+                            in_channels=cfg.dataset.in_channels, image_size=cfg.dataset.image_size,
+                            neuron=cfg.neuron.name, neuron_kwargs=kwargs, dropout=m.dropout, bn_mode=m.bn_mode,
+                            T=cfg.T, tdbn_threshold=m.get("tdbn_threshold", 1.0),
+                            dropout_mask=m.get("dropout_mask", "sequence"),
+                            classifier_dropout=m.get("classifier_dropout"))
     except ValueError as exc:  # e.g. more poolings than the image has pixels for
         raise ConfigError(f"model={cfg.model.name} does not fit the {cfg.dataset.name} input "
                           f"(dataset.in_channels={cfg.dataset.in_channels}, "
@@ -107,11 +128,13 @@ def make_test_loader(dataset: Dataset, cfg: DictConfig, device: torch.device) ->
     return _loader(dataset, cfg, device, batch_size=cfg.batch_size, sampler=distributed.ShardSampler(len(dataset)))
 
 
-def build_loss(cfg) -> TETMSELoss:
+def build_loss(cfg) -> nn.Module:
     """The loss named by `cfg.loss`, with its values checked."""
     c = cfg.loss
-    if c.name != "tet_mse":
-        raise ConfigError(f"loss.name={c.name!r} is unknown; the only loss is 'tet_mse'")
+    if c.name not in LOSSES:
+        raise ConfigError(f"loss.name={c.name!r} is unknown; choose one of {list(LOSSES)}")
+    if c.name == "mean_ce":
+        return MeanOutputCELoss(check_number(cfg, "loss.label_smoothing", 0.0, 1.0, high_open=True))
     if check_number(cfg, "loss.tet_weight", 0.0) + check_number(cfg, "loss.mse_weight", 0.0) == 0:
         raise ConfigError("loss.tet_weight and loss.mse_weight are both 0: nothing would be trained")
     if c.mse_target not in MSE_TARGETS:

@@ -188,7 +188,8 @@ def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if type(child) is SeqBatchNorm2d:
-                sync = SeqSyncBatchNorm(child.num_features, child.bn_mode, eps=child.eps, momentum=child.momentum,
+                sync = SeqSyncBatchNorm(child.num_features, child.bn_mode, T=child.T, alpha=child.alpha,
+                                        v_threshold=child.v_threshold, eps=child.eps, momentum=child.momentum,
                                         affine=child.affine, track_running_stats=child.track_running_stats)
                 sync.load_state_dict(child.state_dict())
                 setattr(parent, name, sync)

@@ -2,7 +2,9 @@
 
 The published runs decay every parameter (batch-norm affine, biases and the neurons'
 α and β too); `optimizer.decay_all_params=false` exempts all 0-d and 1-d parameters,
-which are exactly those, as is usual elsewhere.
+which are exactly those, as is usual elsewhere.  The neurons' own parameters can get
+their own weight decay (`neuron_weight_decay`) and, by name, a multiple of the learning
+rate (`neuron_lr_scale`), as GLIF trains its gates (no decay, gates at lr/10).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from timm.optim import param_groups_weight_decay
 from omegaconf import OmegaConf
 from torch import nn
 
-from arlif.runner.config import check_number
 from arlif.errors import ConfigError
+from arlif.neurons import neuron_layers
+from arlif.runner.config import check_number
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine",)
@@ -35,13 +38,41 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
             check_number(cfg, f"optimizer.betas.{i}", 0.0, 1.0, high_open=True)
     else:
         raise ConfigError(f"optimizer.betas={c.betas!r} must be a list of two numbers in [0, 1)")
-    if c.decay_all_params:
-        params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": c.weight_decay}]
-    else:
-        params = param_groups_weight_decay(model, c.weight_decay)
+    params = _param_groups(model, cfg)
     if c.name == "sgd":
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov)
     return torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas))
+
+
+def _param_groups(model: nn.Module, cfg) -> list[dict]:
+    """The parameter groups: the network's (decay per `decay_all_params`), then the neurons' own parameters
+    grouped by learning-rate scale when `neuron_weight_decay` or `neuron_lr_scale` set them apart."""
+    c = cfg.optimizer
+    own_wd, scales = c.get("neuron_weight_decay"), c.get("neuron_lr_scale") or {}
+    if own_wd is not None:
+        check_number(cfg, "optimizer.neuron_weight_decay", 0.0)
+    for name in scales:
+        check_number(cfg, f"optimizer.neuron_lr_scale.{name}", 0.0, low_open=True)
+    apart = {}  # id -> (name, parameter) of the neuron parameters that get their own groups
+    if own_wd is not None or scales:
+        apart = {id(p): (n, p) for _, layer in neuron_layers(model) for n, p in layer.named_parameters()
+                 if p.requires_grad}
+    unknown = sorted(set(scales) - {name for name, _ in apart.values()})
+    if unknown:
+        raise ConfigError(f"optimizer.neuron_lr_scale names {unknown}, which no {cfg.neuron.name} neuron parameter "
+                          f"is called; its parameters: {sorted({name for name, _ in apart.values()})}")
+    rest = nn.ParameterList([p for p in model.parameters() if p.requires_grad and id(p) not in apart])
+    if c.decay_all_params:
+        groups = [{"params": list(rest), "weight_decay": c.weight_decay}]
+    else:
+        groups = param_groups_weight_decay(rest, c.weight_decay)
+    apart_groups: dict[tuple[float, float], list] = {}  # (lr scale, weight decay) -> parameters
+    for name, p in apart.values():
+        decay = own_wd if own_wd is not None else c.weight_decay if c.decay_all_params or p.ndim > 1 else 0.0
+        apart_groups.setdefault((float(scales.get(name, 1.0)), decay), []).append(p)
+    groups += [{"params": ps, "weight_decay": decay, "lr": c.lr * scale}
+               for (scale, decay), ps in apart_groups.items()]
+    return [g for g in groups if g["params"]]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg) -> torch.optim.lr_scheduler.LRScheduler:
