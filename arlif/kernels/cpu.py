@@ -10,8 +10,8 @@ its own build and rebuilds only when one of those changes: environments that sha
 installation share one build, and an environment with a torch of its own gets a build of its
 own instead of recompiling another's (ninja would rebuild on the changed command line).  The
 source is compiled from a copy inside the build folder, so that a build does not depend on
-where the checkout lies.  The build targets the SIMD level
-PyTorch itself dispatches to, so the kernel's exp and sigmoid are PyTorch's to the bit.
+where the checkout lies.  The build targets the SIMD level PyTorch itself dispatches to, so
+the kernel's exp and sigmoid are PyTorch's to the bit.
 If the build fails, `load()` warns once and returns None (see arlif.kernels.resolve_backend).
 """
 
