@@ -120,7 +120,8 @@ MUTANTS = (
            "window = (z.abs() <= ctx.width / 2)", "window = (z.abs() <= ctx.width)",
            ("tests/test_neurons.py",)),
     Mutant("kernel-alpha-beta-grads-swapped", "arlif/kernels/function.py",
-           "return grad_x, grad_alpha, grad_beta, None, None", "return grad_x, grad_beta, grad_alpha, None, None",
+           "return (grad_x, grad_alpha if want_alpha else None, grad_beta if want_beta else None,",
+           "return (grad_x, grad_beta if want_alpha else None, grad_alpha if want_beta else None,",
            ("tests/test_kernels.py",)),
     # Energy.
     Mutant("energy-ac-costs-a-mac", "arlif/instruments/energy.py",

@@ -116,21 +116,21 @@ def test_triton_engine_passes_under_the_interpreter():
     from arlif.kernels import triton_neuron
 
     alpha, beta = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
-    assert selfcheck.passes("triton", triton_neuron, torch.randn(4, 10), NeuronSpec("adaptive"), alpha, beta,
-                            explicit=True)
+    assert selfcheck.passes("triton", triton_neuron, torch.device("cpu"), NeuronSpec("adaptive"), torch.float32,
+                            selfcheck.gradients_wanted(alpha, beta), explicit=True)
 
 
 @pytest.mark.skipif(not TRITON, reason="Triton's interpreter runs on CPU only")
 def test_triton_launch_error_and_mismatch():
     from arlif.kernels import triton_neuron
 
-    x, spec = torch.randn(4, 10), NeuronSpec("hard")
+    cpu, spec, grads = torch.device("cpu"), NeuronSpec("hard"), (False, False)
     with pytest.warns(RuntimeWarning, match=r"fused triton neuron kernel .* it failed to run \(\w+"):
-        assert not selfcheck.passes("triton", Faulty(triton_neuron, "launch"), x, spec,
-                                    None, None, explicit=False)
+        assert not selfcheck.passes("triton", Faulty(triton_neuron, "launch"), cpu, spec, torch.float32, grads,
+                                    explicit=False)
     with pytest.raises(KernelCheckError, match=r"hard reset.*float16.*gradient for x is off by 0.01"):
-        selfcheck.passes("triton", Faulty(triton_neuron, "grad_x"), x.half(), spec,
-                         None, None, explicit=True)
+        selfcheck.passes("triton", Faulty(triton_neuron, "grad_x"), cpu, spec, torch.float16, grads,
+                         explicit=True)
 
 
 def load_in_checkout(checkout: Path, extensions: Path) -> subprocess.Popen:

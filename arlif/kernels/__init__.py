@@ -9,9 +9,9 @@ Backends (the `backend` option of every neuron and of conf/neuron/*):
 - ``auto``: the fastest available for the input's device: ``triton`` on CUDA when Triton
   is installed, ``cpu`` on CPU, else ``reference``.
 
-The fused backends share one autograd Function (`arlif.kernels.function.FusedNeuron`)
-with a hand-derived backward through time (docs/kernels.md): same spikes as the
-reference, same gradients for x, α and β, a fraction of the memory.  Each process checks
+The fused backends are engines of two custom operators with a hand-derived backward
+through time (`arlif.kernels.function`, docs/kernels.md): same spikes as the reference,
+same gradients for x, α and β, a fraction of the memory, and traceable by `torch.compile`.  Each process checks
 that on a small input before it uses a fused backend for a new case (`arlif.kernels.selfcheck`):
 `auto` falls back to the reference loop with one warning, an explicit backend stops with a
 `KernelCheckError`.
@@ -29,7 +29,7 @@ from torch import Tensor
 
 from arlif.errors import ConfigError
 from arlif.kernels import selfcheck
-from arlif.kernels.function import FusedNeuron, fused_multistep
+from arlif.kernels.function import fused_multistep, register
 from arlif.neurons.dynamics import BACKENDS, NeuronSpec, reference_multistep
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
@@ -95,20 +95,41 @@ def multistep(
     `alpha`, `beta` (0-d tensors, β already tanh-squashed) are required for the adaptive
     reset and ignored otherwise; gradients flow to those that require grad.  A fused
     backend runs only once it has passed its self-check for the call's case
-    (`arlif.kernels.selfcheck`).
+    (`arlif.kernels.selfcheck`).  `torch.compile` traces this function without a graph
+    break: the choice of engine is made eagerly (`choose_engine`), the engine runs as a
+    custom operator (`arlif.kernels.function`).
     """
     if spec.reset == "adaptive" and (alpha is None or beta is None):
         raise ValueError("the adaptive reset needs both alpha and beta")
     if spec.reset != "adaptive":
         alpha = beta = None
-    chosen = resolve_backend(backend, x.device)
-    if chosen != "reference" and x.dtype in FUSED_DTYPES and x.numel() > 0:
-        engine = _cpu_engine() if chosen == "cpu" else _triton_engine()
-        if selfcheck.passes(chosen, engine, x, spec, alpha, beta, explicit=backend != "auto"):
+    if x.numel() > 0:
+        engine = choose_engine(backend, x.device, x.dtype, spec, selfcheck.gradients_wanted(alpha, beta))
+        if engine is not None:
             return fused_multistep(x, spec, alpha, beta, engine)
     # fp64 (and any other dtype) keeps the reference's promoted precision.
     xf = x.to(torch.promote_types(x.dtype, torch.float32))
     return reference_multistep(xf, spec, alpha, beta)[0].to(x.dtype)
 
 
-__all__ = ["multistep", "resolve_backend", "triton_installed", "FusedNeuron"]
+@torch.compiler.assume_constant_result
+def choose_engine(backend: str, device: torch.device, dtype: torch.dtype, spec: NeuronSpec,
+                  grads: tuple[bool, bool]) -> Optional[str]:
+    """The registered name of the fused engine that runs this case, or None for the reference loop.
+
+    While `torch.compile` traces a caller, Dynamo calls this function eagerly and puts its
+    answer into the graph as a constant: backend resolution, the first-use self-check (real
+    tensors, real kernels, its one warning) all happen before the graph runs, exactly as in
+    eager mode.  The case's tensors properties (device, dtype, requires_grad, grad mode) are
+    guarded by the graph anyway, so a case change retraces and asks again.
+    """
+    chosen = resolve_backend(backend, device)
+    if chosen == "reference" or dtype not in FUSED_DTYPES:
+        return None
+    engine = _cpu_engine() if chosen == "cpu" else _triton_engine()
+    if not selfcheck.passes(chosen, engine, device, spec, dtype, grads, explicit=backend != "auto"):
+        return None
+    return register(engine)
+
+
+__all__ = ["multistep", "choose_engine", "resolve_backend", "triton_installed"]

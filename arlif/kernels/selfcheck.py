@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from arlif.errors import ConfigError
-from arlif.kernels.function import fused_multistep
+from arlif.kernels.function import fused_multistep, register
 from arlif.neurons.dynamics import NeuronSpec, reference_multistep
 
 CHECK_SHAPE = (4, 1100)
@@ -44,17 +44,21 @@ def forget() -> None:
     _verdicts.clear()
 
 
-def passes(backend: str, engine, x: Tensor, spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor],
-           explicit: bool) -> bool:
-    """True when `engine` may run this call's case; False (after one warning) when the caller
-    should use the reference loop.  Raises KernelCheckError for a failed explicit backend."""
+def gradients_wanted(alpha: Optional[Tensor], beta: Optional[Tensor]) -> tuple[bool, bool]:
+    """Which of α and β a call's backward will need: part of its case.  Without autograd no
+    backward runs, so the call shares the verdict of the case with both."""
     if torch.is_grad_enabled():
-        grads = tuple(p is not None and p.requires_grad for p in (alpha, beta))
-    else:  # no backward will run: share the verdict of the full case
-        grads = (alpha is not None, beta is not None)
-    case = (backend, x.device, spec, x.dtype, grads)
+        return tuple(p is not None and p.requires_grad for p in (alpha, beta))
+    return alpha is not None, beta is not None
+
+
+def passes(backend: str, engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
+           grads: tuple[bool, bool], explicit: bool) -> bool:
+    """True when `engine` may run this case; False (after one warning) when the caller
+    should use the reference loop.  Raises KernelCheckError for a failed explicit backend."""
+    case = (backend, torch.device(device), spec, dtype, tuple(grads))
     if case not in _verdicts:
-        _verdicts[case] = _check(engine, x.device, spec, x.dtype, grads)
+        _verdicts[case] = _check(engine, *case[1:])
         problem = _verdicts[case]
         if problem is not None and not explicit:
             warnings.warn(f"arlif: {_describe(case)} {problem}; this process uses the reference loop "
@@ -92,7 +96,8 @@ def _check(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
 
         ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, b)[0], leaves(), grad)
         try:
-            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, engine), leaves(), grad)
+            name = register(engine)
+            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, name), leaves(), grad)
             return _difference(got, ref, dtype)
         except Exception as exc:  # a compile or launch error is a failed check, not a crash here
             first = (str(exc).strip().splitlines() or [""])[0]
