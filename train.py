@@ -18,12 +18,13 @@ from arlif.runner.cli import exit_as_run_ended, run_cli, run_hydra, share_checko
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from arlif.runner.pipeline import train
+    from arlif.runner.training import train
+    from arlif.search.trial import trial_reporter
     from arlif.runner.runfolder import remove_failed_start
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    summary = run_cli(lambda: train(cfg, run_dir), on_error=remove_failed_start)
+    summary = run_cli(lambda: train(cfg, run_dir, trial_reporter), on_error=remove_failed_start)
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
     exit_as_run_ended(summary, run_dir, sweep_dir)
 

@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arlif.runner.config import check_number
-from arlif.errors import ConfigError
 
 MSE_TARGETS = ("constant", "onehot")
 
@@ -51,17 +49,3 @@ class TETMSELoss(nn.Module):
             onehot = probs if probs is not None else F.one_hot(target, classes).float()
             mse_target = onehot.expand(steps, batch, classes)
         return self.tet_weight * tet + self.mse_weight * F.mse_loss(logits, mse_target)
-
-
-def build_loss(cfg) -> TETMSELoss:
-    """The loss named by `cfg.loss`, with its values checked."""
-    c = cfg.loss
-    if c.name != "tet_mse":
-        raise ConfigError(f"loss.name={c.name!r} is unknown; the only loss is 'tet_mse'")
-    if check_number(cfg, "loss.tet_weight", 0.0) + check_number(cfg, "loss.mse_weight", 0.0) == 0:
-        raise ConfigError("loss.tet_weight and loss.mse_weight are both 0: nothing would be trained")
-    if c.mse_target not in MSE_TARGETS:
-        raise ConfigError(f"loss.mse_target={c.mse_target!r} is not one of {list(MSE_TARGETS)}")
-    check_number(cfg, "loss.phi")
-    check_number(cfg, "loss.label_smoothing", 0.0, 1.0, high_open=True)
-    return TETMSELoss(c.tet_weight, c.mse_weight, c.mse_target, c.phi, c.label_smoothing)

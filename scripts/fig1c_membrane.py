@@ -26,8 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arlif.reports.analysis import (log_figure, membrane_potentials, perturbed_normal_inputs, step_distances,  # noqa: E402
-                            write_rows)
+from arlif.reports.analysis import log_figure, membrane_potentials, perturbed_normal_inputs, step_distances  # noqa: E402
+from arlif.reports.csv_rows import write_rows  # noqa: E402
 from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.errors import ConfigError  # noqa: E402
 from arlif.neurons import NEURONS  # noqa: E402

@@ -24,7 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from arlif.reports.analysis import evaluate_runs, log_figure, run_labels, split_overrides, write_rows  # noqa: E402
+from arlif.reports.analysis import evaluate_runs, log_figure, run_labels, split_overrides  # noqa: E402
+from arlif.reports.csv_rows import write_rows  # noqa: E402
 from arlif.runner.cli import run_cli  # noqa: E402
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
-from arlif.reports.analysis import evaluate_runs, split_overrides, write_rows  # noqa: E402
+from arlif.reports.analysis import evaluate_runs, split_overrides  # noqa: E402
+from arlif.reports.csv_rows import write_rows  # noqa: E402
 from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.errors import DataError  # noqa: E402
 from arlif.reports.paper import DATASETS, MODELS, TABLE3  # noqa: E402

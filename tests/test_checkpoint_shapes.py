@@ -10,11 +10,12 @@ import torch
 from arlif.runner.checkpoint import load_checkpoint
 from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import CheckpointError
-from arlif.runner.pipeline import evaluate_checkpoint, train
+from arlif.runner.evaluation import evaluate_checkpoint
+from arlif.runner.training import train
+from conftest import tiny_run
 
 # quickcnn on 2-channel 8x8 images of 4 classes: its head is fc [4, 256]
-TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=1", "batch_size=8", "dataset.image_size=8",
-        "dataset.train_size=16", "dataset.test_size=8", "trainer.num_workers=0", "T=2"]
+TINY = tiny_run()
 MISMATCHES = {
     "dataset.num_classes=5": "fc.weight: checkpoint [4, 256] vs model [5, 256]; fc.bias: checkpoint [4] vs model [5]; "
                              "pass the checkpoint's dataset.num_classes=4",

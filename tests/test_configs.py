@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from arlif.runner.config import CONF_DIR, compose, resolve, validate
 from arlif.errors import CheckpointError, ConfigError
-from arlif.runner.pipeline import train
+from arlif.runner.training import train
 
 GROUPS = ["dataset", "model", "neuron", "loss", "optimizer", "scheduler", "trainer", "logger", "experiment"]
 OPTIONS = [(g, str(p.relative_to(CONF_DIR / g).with_suffix(""))) for g in GROUPS

@@ -16,7 +16,9 @@ from arlif.runner.config import compose as compose_run
 from arlif.runner.debugging import AnomalyFound, fixed_batches_loader
 from arlif.errors import ConfigError
 from arlif.neurons import neuron_layers
-from arlif.runner.pipeline import build_model, evaluate_checkpoint, train
+from arlif.runner.build import build_model
+from arlif.runner.evaluation import evaluate_checkpoint
+from arlif.runner.training import train
 from arlif.runner.profiling import CATEGORIES
 
 DEBUG_PRESETS = ("fast", "overfit", "profile", "anomaly")
@@ -143,7 +145,7 @@ def profile_run(run_dir, *overrides):
 
 
 def test_profile_adds_up_and_attributes_time_and_memory(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="arlif.runner.pipeline"):
+    with caplog.at_level(logging.INFO, logger="arlif.runner.training"):
         cfg, fused = profile_run(tmp_path / "fused")
     folder = tmp_path / "fused" / "profile"
     trace = json.loads(gzip.open(folder / "trace.json.gz").read())

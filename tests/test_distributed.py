@@ -17,13 +17,14 @@ from arlif.runner.cli import torchrun_argv
 from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import ConfigError
 from arlif.models.layers import SeqBatchNorm2d
-from arlif.runner.pipeline import build_model, evaluate_checkpoint
+from arlif.runner.build import build_model
+from arlif.runner.evaluation import evaluate_checkpoint
+from conftest import tiny_run
 from fixtures_data import write_cifar10_dvs
 
 REPO = CONF_DIR.parent
 # 33 test samples: two processes get 17 and 16, so a padded or duplicated sample would show
-SMALL = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=2", "batch_size=8",
-         "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=33", "trainer.num_workers=0", "T=2"]
+SMALL = tiny_run("trainer.epochs=2", "dataset.train_size=64", "dataset.test_size=33")
 
 
 def run(args, cwd, timeout=300):

@@ -17,20 +17,22 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10
 
-import arlif.runner.pipeline as pipeline
+import arlif.runner.build as build
+import arlif.runner.training as training
 from arlif.runner.checkpoint import load_checkpoint
 from arlif.runner.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, exit_as_run_ended
 from arlif.runner.config import CONF_DIR, compose
 from arlif.data.synthetic import build_synthetic
 from arlif.errors import CheckpointError, ConfigError
-from arlif.runner.pipeline import TrainingRun, evaluate_checkpoint, train
+from arlif.runner.evaluation import evaluate_checkpoint
+from arlif.runner.training import train
+from conftest import tiny_run
 from fixtures_data import cifar_checksums, write_cifar
 
 REPO = CONF_DIR.parent
 # 16 batches per epoch: a stop takes effect at the check after batch 10 (arlif.runner.engine.CHECK_EVERY)
-FAULT = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=3", "batch_size=4",
-         "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=32", "dataset.noise=3.0",
-         "trainer.num_workers=0", "T=2", "trainer.deterministic=true"]
+FAULT = tiny_run("trainer.epochs=3", "batch_size=4", "dataset.train_size=64", "dataset.test_size=32",
+                 "dataset.noise=3.0", "trainer.deterministic=true")
 BATCHES = 16
 # What the resumed runs train: every source of randomness of the published CIFAR recipe at once, so that
 # a generator left unrestored changes the numbers.  CIFAR-10's autoaug recipe on a fixture in the real
@@ -50,7 +52,7 @@ def rows(run_dir):
 
 def hook_batch(n, action):
     """Make the loss of the n-th training batch of the run (counted from 1) pass through `action(loss)`."""
-    real, calls = pipeline.build_loss, itertools.count(1)
+    real, calls = training.build_loss, itertools.count(1)
 
     def build_loss(cfg):
         loss_fn = real(cfg)
@@ -103,7 +105,7 @@ def drive():
         torch.save = save
     elif hooked:
         for batch in map(int, n.split(",")):
-            pipeline.build_loss = hook_batch(batch, send(getattr(signal, fault)))
+            training.build_loss = hook_batch(batch, send(getattr(signal, fault)))
     sys.argv = [str(REPO / "train.py"), *overrides]
     runpy.run_path(str(REPO / "train.py"), run_name="__main__")
 
@@ -184,7 +186,7 @@ def test_sigterm_saves_mid_epoch_exits_3_and_resumes_exactly(tmp_path, steady, r
 
 
 def test_sigusr1_after_the_last_check_of_an_epoch_stops_after_it(tmp_path, steady, randomness, monkeypatch):
-    monkeypatch.setattr(pipeline, "build_loss", hook_batch(BATCHES + 12, send(signal.SIGUSR1)))
+    monkeypatch.setattr(training, "build_loss", hook_batch(BATCHES + 12, send(signal.SIGUSR1)))
     summary = train(compose(randomness), tmp_path)
     assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
     assert load_checkpoint(tmp_path / "last.pt")["partial_epoch"] is None
@@ -202,7 +204,7 @@ def test_submitit_requeue_handler_runs_after_the_checkpoint(tmp_path, monkeypatc
 
     previous = signal.signal(signal.SIGUSR2, submitit_handler)
     try:
-        monkeypatch.setattr(pipeline, "build_loss", hook_batch(3, send(signal.SIGUSR2)))
+        monkeypatch.setattr(training, "build_loss", hook_batch(3, send(signal.SIGUSR2)))
         summary = train(compose(FAULT), tmp_path)
         assert signal.getsignal(signal.SIGUSR2) is submitit_handler
     finally:
@@ -211,7 +213,7 @@ def test_submitit_requeue_handler_runs_after_the_checkpoint(tmp_path, monkeypatc
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "build_loss", hook_batch(BATCHES + 4, lambda loss: loss * float("nan")))
+    monkeypatch.setattr(training, "build_loss", hook_batch(BATCHES + 4, lambda loss: loss * float("nan")))
     summary = train(compose(FAULT), tmp_path)
     assert summary["status"] == "diverged" and summary["epochs_completed"] == 1
     reason = summary["stop_reason"]
@@ -257,7 +259,7 @@ def test_checkpoint_of_another_network_is_refused(finished):
 def no_data(monkeypatch):
     def build_data(cfg):
         raise AssertionError("data were loaded before the config error")
-    monkeypatch.setattr(pipeline, "build_data", build_data)
+    monkeypatch.setattr(build, "build_data", build_data)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -279,7 +281,7 @@ def test_channels_that_do_not_match_the_data(tmp_path, monkeypatch):
         bundle.in_channels = cfg.dataset.in_channels
         return bundle
 
-    monkeypatch.setattr(pipeline, "build_data", build_data)
+    monkeypatch.setattr(build, "build_data", build_data)
     with pytest.raises(ConfigError, match=r"samples have shape \(2, 8, 8\) but the config expects \(3, 8, 8\)"):
         train(compose([*FAULT, "dataset.in_channels=3"]), tmp_path)
     assert not (tmp_path / "config.yaml").exists()
@@ -287,4 +289,4 @@ def test_channels_that_do_not_match_the_data(tmp_path, monkeypatch):
 
 def test_sync_batchnorm_on_cpu_is_a_config_error():  # with one process too, as docs/scaling.md says
     with pytest.raises(ConfigError, match="trainer.sync_batchnorm=true needs CUDA"):
-        TrainingRun._build_model(compose([*FAULT, "trainer.sync_batchnorm=true"]), torch.device("cpu"))
+        training._build_trainable_model(compose([*FAULT, "trainer.sync_batchnorm=true"]), torch.device("cpu"))

@@ -14,12 +14,12 @@ from arlif.reports.analysis import parameter_history, step_distances
 from arlif.runner.config import compose
 from arlif.errors import ConfigError, DataError
 from arlif.reports.paper import TABLE3
-from arlif.runner.pipeline import train
+from arlif.runner.training import train
+from conftest import tiny_run
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-TINY_RUN = ["experiment=quickstart", "logger=none", "dataset=synthetic", "dataset.image_size=8",
-            "dataset.train_size=64", "dataset.test_size=32", "batch_size=16", "T=2", "trainer.epochs=2",
-            "trainer.num_workers=0", "trainer.progress_bar=false"]
+TINY_RUN = tiny_run("experiment=quickstart", "dataset.train_size=64", "dataset.test_size=32", "batch_size=16",
+                    "trainer.epochs=2", "trainer.progress_bar=false")
 
 
 def run(name, *argv):

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
+from arlif.runner.build import build_loss
 from arlif.runner.config import compose
 from arlif.errors import ConfigError
-from arlif.loss import TETMSELoss, build_loss
+from arlif.loss import TETMSELoss
 
 # logits O[t][b][k] for T = 2 steps, B = 2 samples, K = 3 classes
 O = [[[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]],

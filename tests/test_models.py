@@ -104,7 +104,7 @@ def test_bad_names_and_values():
     with pytest.raises(ValueError, match="unknown model"):
         create_model("resnet50", num_classes=10, in_channels=3, image_size=32)
     with pytest.raises(ValueError, match="unknown neuron"):
-        create_model("vgg11", num_classes=10, in_channels=3, image_size=32, neuron="plif")
+        create_model("vgg11", num_classes=10, in_channels=3, image_size=32, neuron="izhikevich")
     with pytest.raises(ValueError, match="bn_mode"):
         create_model("vgg11", num_classes=10, in_channels=3, image_size=32, bn_mode="tebn")
     with pytest.raises(ValueError, match="too small"):

@@ -14,12 +14,14 @@ from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import CheckpointError
 from arlif.neurons import neuron_layers
 from arlif.runner.optim import build_optimizer
-from arlif.runner.pipeline import build_model, evaluate_checkpoint, train
+from arlif.runner.build import build_model
+from arlif.runner.evaluation import evaluate_checkpoint
+from arlif.runner.training import train
 from arlif.runner.tracking import WandbRun
+from conftest import tiny_run
 
-TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=2", "batch_size=16",
-        "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=32", "dataset.noise=3.0",
-        "trainer.num_workers=0", "T=2"]
+TINY = tiny_run("trainer.epochs=2", "batch_size=16", "dataset.train_size=64", "dataset.test_size=32",
+                "dataset.noise=3.0")
 PER_EPOCH = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",
              "firing_rate", "firing_rates", "alpha", "beta"}
 TIMING = ("epoch_time_s", "images_per_s")

@@ -10,7 +10,7 @@ from arlif.runner.config import CONF_DIR, resolve, validate
 from arlif.runner.config import compose as compose_run
 from arlif.neurons import neuron_layers
 from arlif.reports.paper import ABLATIONS, TABLE1, TABLE2
-from arlif.runner.pipeline import build_model
+from arlif.runner.build import build_model
 
 # The published recipe per dataset (issue 5): batch, epochs, lr, weight decay, tet_weight (paper λ),
 # mse_weight (1 − λ), MSE target, neuron dropout.

@@ -15,11 +15,11 @@ from arlif.runner import distributed
 from arlif.runner.checkpoint import load_checkpoint
 from arlif.runner.config import compose
 from arlif.data.sample_seeds import SeededSamples
-from arlif.runner.pipeline import TrainingRun, train
+from arlif.runner.training import TrainingRun, train
 from arlif.runner.runtime import rng_state
+from conftest import tiny_run
 
-TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "trainer.epochs=1", "batch_size=8",
-        "dataset.image_size=8", "dataset.train_size=16", "dataset.test_size=8", "trainer.num_workers=0", "T=2"]
+TINY = tiny_run()
 
 
 def draw():

@@ -26,7 +26,7 @@ from arlif.runner.cli import EXIT_ABORTED, EXIT_INTERRUPTED, hydra_message
 from arlif.runner.config import CONF_DIR, compose
 from arlif.data.layout import no_empty_folders_left
 from arlif.errors import ConfigError
-from arlif.runner.pipeline import train
+from arlif.runner.training import train
 from arlif.reports.results import read_summaries, read_wandb_runs
 from arlif.runner.runfolder import RunFolderGuard
 from arlif.runner.runlock import LOCK_NAME, STALE_AFTER_S, RunFolderBusy, RunLock, effective_status, holder_gone, this_process

@@ -56,14 +56,14 @@ hydra:
 # Kills its own process (SIGKILL) when TrainingRun.run_epoch is entered for the KILL_AT-th time.
 KILLER = """\
 import os, runpy, signal, sys
-import arlif.runner.pipeline as pipeline
-real, calls = pipeline.TrainingRun.run_epoch, []
+import arlif.runner.training as training
+real, calls = training.TrainingRun.run_epoch, []
 def run_epoch(self, epoch):
     calls.append(epoch)
     if len(calls) == int(os.environ["KILL_AT"]):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(self, epoch)
-pipeline.TrainingRun.run_epoch = run_epoch
+training.TrainingRun.run_epoch = run_epoch
 sys.argv = ["train.py", *sys.argv[1:]]
 runpy.run_path("train.py", run_name="__main__")
 """

@@ -13,12 +13,12 @@ import pytest
 
 from arlif.reports.paper import TABLE1, TABLE2
 from arlif.reports.results import build_tables, read_summaries, read_wandb_runs, to_markdown
+from conftest import tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # Quick-start scale: the quickstart preset on a small synthetic dataset, 2 epochs.
-TINY_RUN = ["experiment=quickstart", "logger=none", "dataset=synthetic", "dataset.image_size=8",
-            "dataset.train_size=64", "dataset.test_size=32", "batch_size=16", "T=2", "trainer.epochs=2",
-            "trainer.num_workers=0", "trainer.progress_bar=false"]
+TINY_RUN = tiny_run("experiment=quickstart", "dataset.train_size=64", "dataset.test_size=32", "batch_size=16",
+                    "trainer.epochs=2", "trainer.progress_bar=false")
 
 
 def run(cmd, cwd):

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from arlif.runner.config import compose, resolve
-from arlif.loss import build_loss
 from arlif.models.layers import SeqBatchNorm2d, SeqDropout
 from arlif.neurons import ARLIF, LIF, neuron_layers
 from arlif.runner.optim import build_optimizer, build_scheduler
-from arlif.runner.pipeline import TrainingRun, build_model, load_data
+from arlif.runner.build import build_loss, build_model, load_data
+from arlif.runner.training import TrainingRun
+from conftest import tiny_run
 from test_loss import LABELS, O, mse_by_hand, onehot, tet_by_hand
 
 CPU = torch.device("cpu")
-TINY = ["dataset=synthetic", "model=quickcnn", "logger=none", "dataset.image_size=8", "dataset.train_size=16",
-        "dataset.test_size=8", "trainer.num_workers=0", "trainer.epochs=9", "batch_size=4", "T=3"]
+TINY = tiny_run("trainer.epochs=9", "batch_size=4", "T=3")
 LOSS = ["loss.tet_weight=0.3", "loss.mse_weight=0.6", "loss.phi=2.5", "loss.label_smoothing=0.1"]
 NEURON = ["neuron.decay=0.25", "neuron.v_threshold=0.75", "neuron.surrogate_width=0.5", "neuron.backend=reference"]
 MODEL = ["model.dropout=0.2", "model.bn_mode=shared"]

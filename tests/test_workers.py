@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from arlif.runner.config import compose, validate
 from arlif.errors import ConfigError
-from arlif.runner.pipeline import make_test_loader
+from arlif.runner.build import make_test_loader
 from arlif.runner.runtime import MAX_AUTO_WORKERS, resolve_num_workers
 
 CPUS = os.sched_getaffinity(0)

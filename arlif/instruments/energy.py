@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import conv_flop_count
 
+from arlif.models import count_parameters
+
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
 SYNAPTIC_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -156,7 +158,7 @@ class SynapticOpCounter:
             layers.append(LayerOps(name, ops, steps, rate, macs=steps * ops if first else 0.0,
                                    acs=0.0 if first else rate * steps * ops))
         return EnergyReport(
-            params=sum(p.numel() for p in self.model.parameters()),
+            params=count_parameters(self.model),
             flops=2.0 * sum(layer.ops_per_step for layer in layers),
             macs=sum(layer.macs for layer in layers),
             acs=sum(layer.acs for layer in layers),

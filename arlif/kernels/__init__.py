@@ -9,9 +9,13 @@ Backends (the `backend` option of every neuron and of conf/neuron/*):
 - ``auto``: the fastest available for the input's device: ``triton`` on CUDA when Triton
   is installed, ``cpu`` on CPU, else ``reference``.
 
+The fused kernels implement the rectangle surrogate with firing at z ≥ 0 (`fusable`); a
+spec with another spike function runs the reference loop.
+
 The fused backends are engines of two custom operators with a hand-derived backward
 through time (`arlif.kernels.function`, docs/kernels.md): same spikes as the reference,
-same gradients for x, α and β, a fraction of the memory, and traceable by `torch.compile`.  Each process checks
+same gradients for x, α and β, a fraction of the memory, and traceable by `torch.compile`
+without a graph break.  Each process checks
 that on a small input before it uses a fused backend for a new case (`arlif.kernels.selfcheck`):
 `auto` falls back to the reference loop with one warning, an explicit backend stops with a
 `KernelCheckError`.
@@ -20,8 +24,6 @@ that on a small input before it uses a fused backend for a new case (`arlif.kern
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
 from typing import Optional
 
 import torch
@@ -29,19 +31,11 @@ from torch import Tensor
 
 from arlif.errors import ConfigError
 from arlif.kernels import selfcheck
+from arlif.kernels.availability import triton_installed, triton_interpreting
 from arlif.kernels.function import fused_multistep, register
 from arlif.neurons.dynamics import BACKENDS, NeuronSpec, reference_multistep
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
-
-
-@functools.cache
-def triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-def _triton_interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -61,13 +55,18 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         if not triton_installed():
             raise ConfigError("neuron backend 'triton' needs the triton package (pip install triton); "
                               "or set neuron.backend=auto")
-        if device.type != "cuda" and not (device.type == "cpu" and _triton_interpreting()):
+        if device.type != "cuda" and not (device.type == "cpu" and triton_interpreting()):
             raise ConfigError(f"neuron backend 'triton' runs on CUDA tensors, got {device.type}; "
                               "set neuron.backend=auto (TRITON_INTERPRET=1 runs it on CPU for tests)")
     if backend == "cpu" and _cpu_engine() is None:
         raise selfcheck.KernelCheckError("neuron backend 'cpu': the fused CPU kernel could not be built (see the "
                                          "warning above); install g++ and ninja, or set neuron.backend=auto")
     return backend
+
+
+def fusable(spec: NeuronSpec) -> bool:
+    """Whether the fused kernels implement `spec`'s spike function (rectangle surrogate, firing at z ≥ 0)."""
+    return spec.surrogate == "rectangle" and spec.fire_at_threshold
 
 
 @functools.cache
@@ -103,7 +102,10 @@ def multistep(
         raise ValueError("the adaptive reset needs both alpha and beta")
     if spec.reset != "adaptive":
         alpha = beta = None
-    if x.numel() > 0:
+    if backend in ("cpu", "triton") and not fusable(spec):
+        raise ConfigError(f"neuron backend {backend!r} has no kernel for the {spec.spike.describe()} spike; "
+                          "set neuron.backend=auto or reference")
+    if fusable(spec) and x.numel() > 0:
         engine = choose_engine(backend, x.device, x.dtype, spec, selfcheck.gradients_wanted(alpha, beta))
         if engine is not None:
             return fused_multistep(x, spec, alpha, beta, engine)
@@ -132,4 +134,4 @@ def choose_engine(backend: str, device: torch.device, dtype: torch.dtype, spec: 
     return register(engine)
 
 
-__all__ = ["multistep", "choose_engine", "resolve_backend", "triton_installed"]
+__all__ = ["multistep", "choose_engine", "fusable", "resolve_backend", "triton_installed"]

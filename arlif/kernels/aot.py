@@ -17,7 +17,6 @@ interpreter replaces the kernels' compiled form.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -26,8 +25,9 @@ from typing import Optional
 
 import torch
 
-from arlif.neurons.dynamics import RESETS, NeuronSpec
 from arlif.cpus import cpus_per_process
+from arlif.kernels.availability import triton_interpreting
+from arlif.neurons.dynamics import RESETS, NeuronSpec
 
 ARCHS = (80, 90)  # Ampere (A100), Hopper (H100/H200)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
                         help="build AR-LIF's backward only with both α and β gradients (every code path, "
                              "fewer variants)")
     args = parser.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+    if triton_interpreting():
         print("error: unset TRITON_INTERPRET (the interpreter does not compile kernels)", file=sys.stderr)
         return 2
     todo = cases(args.arch, args.dtype, every_grad_subset=not args.code_paths_only)

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from arlif.neurons.dynamics import RESET_CODES
+
 SOURCE = Path(__file__).with_name("cpu_neuron.cpp")
 NAME = "cpu"  # the engine's name for the custom operators (arlif.kernels.function)
-RESET_CODES = {"hard": 0, "soft": 1, "adaptive": 2}
 IO_DTYPES = (torch.float32,)  # fp16 and bf16 inputs are converted to fp32 around the kernel
 # Same ISA flags as PyTorch's own build of each CPU capability (ATen/cpu/vec).
 CAPABILITY_FLAGS = {

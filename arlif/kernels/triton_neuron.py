@@ -17,7 +17,6 @@ the reference in the last bit of a transcendental.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +25,11 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from arlif.kernels.availability import triton_interpreting
+from arlif.neurons.dynamics import RESET_CODES
+
 NAME = "triton"  # the engine's name for the custom operators (arlif.kernels.function)
-RESET_CODES = {"hard": 0, "soft": 1, "adaptive": 2}
 IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # read and written as they are
-
-
-def interpreting() -> bool:
-    """True when Triton runs kernels on the CPU through its interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
@@ -196,7 +192,7 @@ INTERPRETER_OPTIONS = {"BLOCK": 128, "EXACT": False}
 
 
 def launch_options() -> dict:
-    return dict(INTERPRETER_OPTIONS if interpreting() else GPU_OPTIONS)
+    return dict(INTERPRETER_OPTIONS if triton_interpreting() else GPU_OPTIONS)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ Networks take [T, B, C, H, W] (event frames) or a static [B, C, H, W] image plus
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
 from torch import nn
@@ -21,18 +20,30 @@ MODELS = ("resnet18", *LAYOUTS)
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int, image_size: int, neuron: str = "arlif",
-                 neuron_kwargs: Optional[dict] = None, dropout: float = 0.0, bn_mode: str = "per_step") -> nn.Module:
-    """Build architecture `name` with every spiking layer a fresh `neuron` (see arlif.neurons)."""
+                 neuron_kwargs: Optional[dict] = None, dropout: float = 0.0, bn_mode: str = "per_step",
+                 T: Optional[int] = None) -> nn.Module:
+    """Build architecture `name` with every spiking layer a fresh `neuron` (see arlif.neurons).
+
+    Each layer gets its number of channels and `T`, the time steps the network will run
+    (needed by neurons with per-step parameters, such as PSN and GLIF).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")
     if neuron not in NEURONS:
         raise ValueError(f"unknown neuron {neuron!r}; choose one of {sorted(NEURONS)}")
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
-    make_neuron = partial(build_neuron, neuron, **(neuron_kwargs or {}))
+    def make_neuron(channels: int) -> nn.Module:
+        return build_neuron(neuron, channels=channels, T=T, **(neuron_kwargs or {}))
+
     if name == "resnet18":
         return SpikingResNet18(num_classes, in_channels, make_neuron, dropout, bn_mode)
     return SpikingVGG(LAYOUTS[name], HEADS[name], num_classes, in_channels, image_size, make_neuron, dropout, bn_mode)
 
 
-__all__ = ["create_model", "MODELS"]
+def count_parameters(model: nn.Module) -> int:
+    """Learnable and frozen parameters of `model` (buffers such as BN statistics not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["create_model", "count_parameters", "MODELS"]

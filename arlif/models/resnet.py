@@ -17,14 +17,14 @@ from arlif.models.layers import DirectEncoder, SeqBatchNorm2d, SeqDropout, SeqTo
 class PreActBlock(nn.Module):
     """Pre-activation basic block on [T, B, C, H, W]."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, neuron: Callable[[], nn.Module],
+    def __init__(self, in_ch: int, out_ch: int, stride: int, neuron: Callable[[int], nn.Module],
                  dropout: float, bn_mode: str):
         super().__init__()
         self.bn1 = SeqBatchNorm2d(in_ch, bn_mode)
-        self.act1 = neuron()
+        self.act1 = neuron(in_ch)
         self.conv1 = SeqToANN(nn.Conv2d(in_ch, out_ch, 3, stride, 1))
         self.bn2 = SeqBatchNorm2d(out_ch, bn_mode)
-        self.act2 = neuron()
+        self.act2 = neuron(out_ch)
         self.dropout = SeqDropout(dropout)
         self.conv2 = SeqToANN(nn.Conv2d(out_ch, out_ch, 3, 1, 1))
         self.shortcut = (SeqToANN(nn.Conv2d(in_ch, out_ch, 1, stride)) if stride != 1 or in_ch != out_ch
@@ -37,7 +37,7 @@ class PreActBlock(nn.Module):
 
 
 class SpikingResNet18(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, neuron: Callable[[], nn.Module],
+    def __init__(self, num_classes: int, in_channels: int, neuron: Callable[[int], nn.Module],
                  dropout: float = 0.0, bn_mode: str = "per_step"):
         super().__init__()
         self.stem = DirectEncoder(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False))
@@ -48,7 +48,7 @@ class SpikingResNet18(nn.Module):
                 in_ch = out_ch
         self.blocks = nn.Sequential(*blocks)
         self.bn = SeqBatchNorm2d(512, bn_mode)
-        self.act = neuron()
+        self.act = neuron(512)
         self.pool = SeqToANN(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
         self.dropout = SeqDropout(dropout)
         self.fc = nn.Linear(512, num_classes)

@@ -26,7 +26,7 @@ HEADS = {"vgg11": "adaptive7", "vgg13": "adaptive7", "vggsnn": "flatten", "quick
 
 class SpikingVGG(nn.Module):
     def __init__(self, layout: Layout, head: str, num_classes: int, in_channels: int, image_size: int,
-                 neuron: Callable[[], nn.Module], dropout: float = 0.0, bn_mode: str = "per_step"):
+                 neuron: Callable[[int], nn.Module], dropout: float = 0.0, bn_mode: str = "per_step"):
         super().__init__()
         layers: list[nn.Module] = []
         ch, size = in_channels, image_size
@@ -37,7 +37,7 @@ class SpikingVGG(nn.Module):
                 continue
             conv = nn.Conv2d(ch, item, 3, 1, 1)
             layers += [SeqToANN(conv) if layers else DirectEncoder(conv),
-                       SeqBatchNorm2d(item, bn_mode), neuron(), SeqDropout(dropout)]
+                       SeqBatchNorm2d(item, bn_mode), neuron(item), SeqDropout(dropout)]
             ch = item
         if size < 1:
             raise ValueError(f"image_size={image_size} is too small for {len(layout)} layers with "

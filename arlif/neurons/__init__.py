@@ -1,35 +1,72 @@
-"""The AR-LIF neuron family and its LIF baselines, as multi-step modules: the registry and `build_neuron`.
+"""Multi-step spiking neurons under one API: the registry and `build_neuron`.
 
-The package is layered: `dynamics` (the spec, surrogate and readable reference loop that the
-kernels also use; it imports no kernel) at the bottom, `base` (`SpikingNeuron`, which picks
-a backend from `arlif.kernels`) above it, one module per neuron above that, and this face.
-The equations are in `arlif.neurons.dynamics` and docs/neurons.md.
+The package is layered: `surrogate` (spike functions) and `dynamics` (the AR-LIF family's
+spec and readable reference loop, which the kernels also use; neither imports a kernel) at
+the bottom, `base` (`SpikingNeuron`: input layout, the `step_loop` contract, backend
+dispatch) above them, one module per neuron above that, and this face.  The equations are
+in each neuron's module and in docs/neurons.md.
 """
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
+from typing import Optional
+
 from torch import nn
 
 from arlif.neurons.ar_lif import ARLIF
+from arlif.neurons.arlif_psn_code import ARLIFPSNCode
 from arlif.neurons.base import SpikingNeuron
-from arlif.neurons.dynamics import BACKENDS, RESETS, NeuronSpec, RectangleSpike, reference_multistep
+from arlif.neurons.clif import CLIF
+from arlif.neurons.dynamics import BACKENDS, RESETS, NeuronSpec, reference_multistep
+from arlif.neurons.glif import GLIF
 from arlif.neurons.lif import LIF
+from arlif.neurons.masked_psn import MaskedPSN
+from arlif.neurons.plif import PLIF
+from arlif.neurons.psn import PSN
+from arlif.neurons.sliding_psn import SlidingPSN
+from arlif.neurons.surrogate import SURROGATES, RectangleSpike, Surrogate
 
+# Config name -> constructor with the options that make the variant (a caller's kwargs override them).
 NEURONS = {
-    "arlif": lambda **kw: ARLIF(**kw),
-    "arlif_fixed_alpha": lambda **kw: ARLIF(learn_alpha=False, **kw),
-    "arlif_fixed_threshold": lambda **kw: ARLIF(adaptive_threshold=False, **kw),
-    "arlif_fixed_both": lambda **kw: ARLIF(learn_alpha=False, adaptive_threshold=False, **kw),
-    "lif_hard": lambda **kw: LIF(reset="hard", **kw),
-    "lif_soft": lambda **kw: LIF(reset="soft", **kw),
+    "arlif": partial(ARLIF),
+    "arlif_fixed_alpha": partial(ARLIF, learn_alpha=False),
+    "arlif_fixed_threshold": partial(ARLIF, adaptive_threshold=False),
+    "arlif_fixed_both": partial(ARLIF, learn_alpha=False, adaptive_threshold=False),
+    "lif_hard": partial(LIF, reset="hard"),
+    "lif_soft": partial(LIF, reset="soft"),
+    "tet_lif": partial(LIF, reset="hard", surrogate="triangle", fire_at_threshold=False),
+    "clif": partial(CLIF),
+    "plif": partial(PLIF),
+    "glif": partial(GLIF),
+    "psn": partial(PSN),
+    "masked_psn": partial(MaskedPSN),
+    "sliding_psn": partial(SlidingPSN),
+    "arlif_psn_code": partial(ARLIFPSNCode),
 }
 
 
-def build_neuron(name: str, **kwargs) -> SpikingNeuron:
-    """Build a neuron by config name; kwargs: decay, v_threshold, surrogate_width, backend."""
+def neuron_options(name: str) -> list[str]:
+    """The keyword options of neuron `name` (besides `channels` and `T`, which models pass)."""
+    return [p for p in inspect.signature(NEURONS[name]).parameters if p not in ("channels", "T")]
+
+
+def build_neuron(name: str, channels: Optional[int] = None, T: Optional[int] = None, **kwargs) -> SpikingNeuron:
+    """Build neuron `name` with its options (`neuron_options(name)`, e.g. decay, surrogate, backend).
+
+    `channels` (dim 2 of the input [T, B, C, ...]) and `T` (time steps) are passed on to the
+    neurons that take them and ignored by the others.
+    """
     if name not in NEURONS:
         raise ValueError(f"unknown neuron {name!r}; choose one of {sorted(NEURONS)}")
-    return NEURONS[name](**kwargs)
+    unknown = sorted(set(kwargs) - set(neuron_options(name)))
+    if unknown:
+        raise ValueError(f"neuron {name!r} has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(neuron_options(name))}")
+    takes = inspect.signature(NEURONS[name]).parameters
+    sizes = {key: value for key, value in (("channels", channels), ("T", T)) if key in takes and value is not None}
+    return NEURONS[name](**sizes, **kwargs)
 
 
 def neuron_layers(model: nn.Module) -> list[tuple[str, SpikingNeuron]]:
@@ -37,5 +74,5 @@ def neuron_layers(model: nn.Module) -> list[tuple[str, SpikingNeuron]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
 
 
-__all__ = ["ARLIF", "LIF", "SpikingNeuron", "NeuronSpec", "RectangleSpike", "reference_multistep", "BACKENDS", "RESETS",
-           "NEURONS", "build_neuron", "neuron_layers"]
+__all__ = ["ARLIF", "LIF", "CLIF", "PLIF", "GLIF", "PSN", "MaskedPSN", "SlidingPSN", "ARLIFPSNCode", "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
+           "BACKENDS", "RESETS", "SURROGATES", "NEURONS", "build_neuron", "neuron_options", "neuron_layers"]

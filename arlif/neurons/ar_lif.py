@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
-from arlif.neurons.base import SpikingNeuron
 from arlif.neurons.dynamics import NeuronSpec
+from arlif.neurons.family import FamilyNeuron
 
 
-class ARLIF(SpikingNeuron):
+class ARLIF(FamilyNeuron):
     """AR-LIF: adaptive reset (memory r) and input-dependent threshold 1 + β·tanh(i).
 
     α (init 1) and beta_raw (init 0, β = tanh(beta_raw) ∈ (-1, 1)) are per-layer
@@ -18,8 +20,10 @@ class ARLIF(SpikingNeuron):
     """
 
     def __init__(self, decay: float = 0.5, v_threshold: float = 1.0, learn_alpha: bool = True,
-                 adaptive_threshold: bool = True, surrogate_width: float = 1.0, backend: str = "auto"):
-        super().__init__(NeuronSpec("adaptive", decay, v_threshold, surrogate_width), backend)
+                 adaptive_threshold: bool = True, surrogate_width: float = 1.0, backend: str = "auto",
+                 surrogate: str = "rectangle", surrogate_slope: Optional[float] = None, fire_at_threshold: bool = True):
+        super().__init__(NeuronSpec("adaptive", decay, v_threshold, surrogate_width, surrogate, surrogate_slope,
+                                    fire_at_threshold), backend)
         alpha, beta_raw = torch.tensor(1.0), torch.tensor(0.0)
         if learn_alpha:
             self.alpha = nn.Parameter(alpha)

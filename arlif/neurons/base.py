@@ -1,4 +1,30 @@
-"""`SpikingNeuron`: the multi-step module every neuron is, and its choice of backend."""
+"""`SpikingNeuron`: the multi-step module every neuron is, and how its forward picks a backend.
+
+Input currents are x [T, B, C, ...] (channels in dim 2, e.g. a convolution's output) or
+x [T, N]; spikes come back in x's shape and dtype.  State starts at zero on every call, so
+there is nothing to reset between batches.  A neuron that needs the number of channels
+(per-channel parameters) or of time steps (per-step parameters, a T×T weight) takes
+`channels` and `T` at construction; the model factories pass both.
+
+The step-loop contract.  Every neuron writes its dynamics once, readably, as
+
+    step_loop(x, store_v=False) -> (spikes, states or None)
+
+- x is [T, ...] as above, already in the math dtype (fp32 or fp64; `forward` casts);
+- it is a pure function of x and the module's parameters and buffers: it reads attributes
+  and sets none, starts every state at zero, and branches in Python only on shapes and on
+  constants fixed at construction (so `torch.compile` can trace it once per shape);
+- it returns spikes in x's dtype and, when `store_v`, {name: sequence [T, ...]} with at
+  least "h", the potential the spike is fired from; else None.
+
+`forward` casts x to at least fp32 and dispatches: a neuron built with a hand-fused kernel
+(`fused_kernel=True`: AR-LIF and LIF through `arlif.kernels.multistep`) runs `fused(x)`
+unless backend="reference" or `store_v` is set; everything else runs `step_loop`.  With
+`store_v` the detached states of the call are kept in `self.states`.
+
+A neuron whose constants follow a training schedule (masked PSN's λ) keeps them in buffers
+and updates them in `on_epoch`, never in `step_loop`.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +33,102 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from arlif import kernels
-from arlif.neurons.dynamics import BACKENDS, NeuronSpec, reference_multistep
+from arlif.neurons.dynamics import BACKENDS
+from arlif.neurons.surrogate import Surrogate
+
+FUSED_BACKENDS = ("cpu", "triton")
 
 
 class SpikingNeuron(nn.Module):
-    """A multi-step neuron layer: x [T, ...] -> spikes [T, ...] (same dtype as x).
+    """A multi-step neuron layer: x [T, ...] -> spikes [T, ...] (same dtype as x); see the module doc.
 
-    Math runs in at least fp32 whatever the input dtype (so fp16/bf16 under autocast
-    only changes the storage of inputs and outputs; fp64 stays fp64).  Set `store_v = True` to keep the last
-    call's state sequences for analysis: `self.v_seq` (charged potential h) and
-    `self.states` ({"h", "u", "r"}, see `reference_multistep`); this runs the reference.
+    Math runs in at least fp32 whatever the input dtype (fp16/bf16 under autocast only
+    change the storage of inputs and outputs; fp64 stays fp64).  Set `store_v = True` to
+    keep the last call's state sequences for analysis in `self.states` (`self.v_seq` is
+    states["h"]); this runs `step_loop`.
     """
 
-    def __init__(self, spec: NeuronSpec, backend: str = "auto"):
+    def __init__(self, surrogate: Surrogate, backend: str = "auto", fused_kernel: bool = False):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.spec = spec
+        if backend in FUSED_BACKENDS and not fused_kernel:
+            raise ValueError(f"{type(self).__name__} with the {surrogate.describe()} spike has no fused "
+                             f"kernel, so backend={backend!r} cannot run it; use auto or reference")
+        self.surrogate = surrogate
         self.backend = backend
+        self.fused_kernel = fused_kernel
         self.store_v = False
         self.states: Optional[dict[str, Tensor]] = None
 
     @property
     def v_seq(self) -> Optional[Tensor]:
-        """Charged potential h [T, ...] of the last call made with `store_v`."""
+        """Potential h [T, ...] that the spikes of the last call made with `store_v` were fired from."""
         return None if self.states is None else self.states["h"]
 
-    def scalars(self) -> tuple[Optional[Tensor], Optional[Tensor]]:
-        """(α, β) as used by the dynamics; (None, None) for LIF."""
-        return None, None
+    def step_loop(self, x: Tensor, store_v: bool = False) -> tuple[Tensor, Optional[dict[str, Tensor]]]:
+        """The readable dynamics (see the module doc for the contract)."""
+        raise NotImplementedError
+
+    def fused(self, x: Tensor) -> Tensor:
+        """Spikes from the hand-fused kernel, for x in any dtype (neurons built with `fused_kernel=True`)."""
+        raise NotImplementedError
+
+    def on_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the training loop before epoch `epoch` (0-based) of `epochs`: a neuron with a
+        training schedule (masked PSN's λ) sets its buffers here.  Default: nothing."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2:
             raise ValueError(f"expected input [T, ...] with at least 2 dims, got shape {tuple(x.shape)}")
-        alpha, beta = self.scalars()
-        if self.store_v or self.backend == "reference":
-            xf = x.to(torch.promote_types(x.dtype, torch.float32))  # fp16/bf16 -> fp32 math
-            spikes, states = reference_multistep(xf, self.spec, alpha, beta, store_v=self.store_v)
-            self.states = {k: v.detach() for k, v in states.items()} if states else None
-            return spikes.to(x.dtype)
-        # Same dtype rules; the Triton kernel reads and writes fp16/bf16 without a cast.
-        return kernels.multistep(x, self.spec, alpha, beta, backend=self.backend)
+        if self.fused_kernel and not self.store_v and self.backend != "reference":
+            return self.fused(x)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # fp16/bf16 -> fp32 math
+        with torch.autocast(xf.device.type, enabled=False):  # also for the PSNs' matrix product
+            spikes, states = self.step_loop(xf, store_v=self.store_v)
+        self.states = {k: v.detach() for k, v in states.items()} if states else None
+        return spikes.to(x.dtype)
 
     def extra_repr(self) -> str:
-        s = self.spec
-        return f"reset={s.reset}, decay={s.decay}, v_threshold={s.v_threshold}, surrogate_width={s.surrogate_width}, backend={self.backend}"
+        return f"surrogate={self.surrogate.describe()}, backend={self.backend}"
+
+
+def per_channel(p: Tensor, step: Tensor) -> Tensor:
+    """Parameter p of shape () or (C,) shaped to broadcast against one step x[t].
+
+    x[t] is [B, C, ...] (channels in dim 1) or [N] (then N = C).
+    """
+    if p.dim() == 0 or step.dim() == 1:
+        return p
+    return p.view(1, -1, *([1] * (step.dim() - 2)))
+
+
+def check_steps(name: str, T: int, x: Tensor) -> None:
+    """A neuron built for T steps refuses an input with another number of steps."""
+    if x.shape[0] != T:
+        raise ValueError(f"{name} was built for T={T} time steps but got an input with {x.shape[0]}")
+
+
+def check_channels(name: str, channels: int, x: Tensor) -> None:
+    """A neuron with per-channel parameters refuses an input with another number of channels."""
+    found = x.shape[1] if x.dim() == 2 else x.shape[2]
+    if found != channels:
+        raise ValueError(f"{name} was built for {channels} channels but got an input of shape {tuple(x.shape)} "
+                         f"({found} in the channel dim: dim 2 of [T, B, C, ...], dim 1 of [T, N])")
+
+
+class Trace:
+    """The per-step states a step loop records when `store_v` is set: `add(h=..., ...)` each step,
+    `result()` at the end ({name: [T, ...]} or None)."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self.steps: dict[str, list[Tensor]] = {}
+
+    def add(self, **states: Tensor) -> None:
+        if self.on:
+            for name, value in states.items():
+                self.steps.setdefault(name, []).append(value)
+
+    def result(self) -> Optional[dict[str, Tensor]]:
+        return {name: torch.stack(values) for name, values in self.steps.items()} if self.on else None

@@ -13,56 +13,52 @@ step t, with input current i[t] and state u[-1] = r[-1] = 0:
             = h[t]·(1 - s[t])                  (hard LIF)
             = h[t] - s[t]·V                    (soft LIF)
 
-Θ is trained with the rectangle surrogate of eq. 12 on the whole argument z = h - Vth:
-∂s/∂z = 1/a for |z| ≤ a/2, else 0.  Nothing is detached.
+Θ is trained with a surrogate on the whole argument z = h - Vth; by default the rectangle
+of eq. 12, ∂s/∂z = 1/a for |z| ≤ a/2, else 0, and firing at z = 0 (`arlif.neurons.surrogate`
+has the other choices).  Nothing is detached.
 
 `reference_multistep` is the readable oracle that every fast path is tested against.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from arlif.neurons.surrogate import Surrogate
+
 RESETS = ("hard", "soft", "adaptive")
+RESET_CODES = {reset: code for code, reset in enumerate(RESETS)}  # as the fused kernels number them
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
 @dataclass(frozen=True)
 class NeuronSpec:
-    """Constants of one neuron layer; `reset="adaptive"` is AR-LIF."""
+    """Constants of one neuron layer; `reset="adaptive"` is AR-LIF.
+
+    The last four fields choose the spike function (`arlif.neurons.surrogate.Surrogate`),
+    built once as `spec.spike`.
+    """
 
     reset: str = "adaptive"
     decay: float = 0.5
     v_threshold: float = 1.0
     surrogate_width: float = 1.0
+    surrogate: str = "rectangle"
+    surrogate_slope: Optional[float] = None
+    fire_at_threshold: bool = True
+    spike: Surrogate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.reset not in RESETS:
             raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"decay must lie in [0, 1], got {self.decay}")
-        if self.surrogate_width <= 0:
-            raise ValueError(f"surrogate_width must be > 0, got {self.surrogate_width}")
-
-
-class RectangleSpike(torch.autograd.Function):
-    """Heaviside Θ(z) (1 at z ≥ 0) forward; rectangle surrogate 1/a·[|z| ≤ a/2] backward."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, width: float) -> Tensor:
-        ctx.save_for_backward(z)
-        ctx.width = width
-        return (z >= 0).to(z.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (z,) = ctx.saved_tensors
-        window = (z.abs() <= ctx.width / 2).to(grad.dtype)
-        return grad * window / ctx.width, None
+        object.__setattr__(self, "spike", Surrogate(self.surrogate, self.surrogate_width, self.surrogate_slope,
+                                                    self.fire_at_threshold))
 
 
 def reference_multistep(
@@ -86,7 +82,7 @@ def reference_multistep(
     for i in x:
         h = spec.decay * u + i
         vth = spec.v_threshold + beta * torch.tanh(i) if adaptive else spec.v_threshold
-        s = RectangleSpike.apply(h - vth, spec.surrogate_width)
+        s = spec.spike(h - vth)
         if spec.reset == "hard":
             u = h * (1.0 - s)
         elif spec.reset == "soft":

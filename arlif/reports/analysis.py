@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from itertools import combinations
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from arlif.errors import ConfigError, DataError
 from arlif.neurons import build_neuron
+from arlif.runner.records import EVAL
 from arlif.runner.tracking import resolve_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,11 @@ def evaluate_runs(inputs: Sequence[Path], out_dir: Path, overrides: Sequence[str
     from omegaconf.errors import OmegaConfBaseException
 
     from arlif.runner.config import compose
-    from arlif.runner.pipeline import evaluate_checkpoint
+    from arlif.runner.evaluation import evaluate_checkpoint
 
     results = []
     for i, path in enumerate(map(Path, inputs)):
-        if path.name == "eval.json":
+        if path.name == EVAL:
             try:
                 results.append(json.loads(path.read_text()))
             except (OSError, json.JSONDecodeError) as exc:
@@ -139,25 +139,6 @@ def parameter_history(rows: Sequence[dict]) -> dict:
             for layer, value in params[kind].items():
                 out[kind].setdefault(layer, []).append(value)
     return out
-
-
-def write_rows(rows: Sequence[dict], path: Path, columns: Optional[Sequence[str]] = None) -> None:
-    """Write dict rows as CSV (columns: the first row's keys unless given; csv writes None as empty)."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns or rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The per-epoch records of a run's metrics.jsonl (a file or its run folder)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}; pass a run folder or its metrics.jsonl") from exc
 
 
 def read_wandb_history(run_path: str, api=None) -> list[dict]:

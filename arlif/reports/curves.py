@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from arlif.reports.analysis import read_metrics, read_wandb_history
+from arlif.reports.analysis import read_wandb_history
+from arlif.runner.records import read_metrics
 from arlif.errors import DataError
 from arlif.reports.results import GROUP_FIELDS, Table, build_tables, group_runs, to_markdown
 from arlif.runner.tracking import flatten

@@ -14,7 +14,6 @@ written as zero.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import statistics
@@ -26,7 +25,9 @@ from typing import Callable, Iterable, Optional, Sequence
 from omegaconf import OmegaConf
 
 from arlif.errors import ConfigError, DataError
+from arlif.reports.csv_rows import write_rows
 from arlif.reports.paper import ABLATIONS, DATASETS, MODELS, TABLE1, TABLE2, Cell
+from arlif.runner.records import SUMMARY
 from arlif.runner.runlock import effective_status
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,9 @@ def read_summaries(paths: Iterable[Path]) -> list[dict]:
     for path in map(Path, paths):
         if not path.exists():
             raise DataError(f"{path} does not exist; pass run folders, multirun folders or summary.json files")
-        files = [path] if path.is_file() else sorted(path.rglob("summary.json"))
+        files = [path] if path.is_file() else sorted(path.rglob(SUMMARY))
         if not files:
-            log.warning("no summary.json under %s", path)
+            log.warning("no %s under %s", SUMMARY, path)
         for file in files:
             try:
                 summary = json.loads(file.read_text())
@@ -280,8 +281,4 @@ def to_markdown(table: Table) -> str:
 
 def write_csv(table: Table, path: Path) -> None:
     """The table's plain values; an empty field is a missing value."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=table.columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in table.rows:
-            writer.writerow({c: "" if row[c] is None else row[c] for c in table.columns})
+    write_rows(table.rows, path, table.columns)

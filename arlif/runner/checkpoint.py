@@ -10,30 +10,15 @@ containers).  Everything in it is a tensor or a plain value, so it loads with
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from arlif.errors import CheckpointError
-
-LAST = "last.pt"
-BEST = "best.pt"
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` writes the file's new content to `<path>.tmp`, which is flushed to disk and renamed over
-    `path`: a kill at any moment leaves either the old or the new file whole, never a torn one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
+from arlif.runner.records import LAST, write_atomically
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` atomically (write_atomically)."""
@@ -84,7 +69,7 @@ def find_resume_checkpoint(resume: Optional[str], run_dir: Path) -> Optional[Pat
     return path
 
 
-# The config keys that decide a network's parameter names and shapes (arlif.runner.pipeline.build_model).
+# The config keys that decide a network's parameter names and shapes (arlif.runner.build.build_model).
 SHOWN = 3  # differing parameters named in the message
 SHAPE_KEYS = ("model.name", "neuron.name", "dataset.num_classes", "dataset.in_channels", "dataset.image_size")
 

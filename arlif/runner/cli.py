@@ -116,7 +116,7 @@ def torchrun_argv(argv: Sequence[str]) -> list[str]:
     """The Hydra command line for this process of a torchrun launch.
 
     Rank 0 keeps it and creates the run folder.  The other ranks write nothing of Hydra's (no
-    folder, no .hydra/, no log file): they use rank 0's folder, which `arlif.runner.pipeline.train`
+    folder, no .hydra/, no log file): they use rank 0's folder, which `arlif.runner.training.train`
     sends them, so that all ranks agree on it and never race to create it.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

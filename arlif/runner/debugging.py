@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
 from arlif.runner import distributed
+from arlif.runner.records import metrics_lines
 from arlif.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,7 @@ def fixed_batches_loader(dataset: Dataset, cfg) -> DataLoader:
 
 def overfit_verdict(metrics_path: Path, cfg) -> dict:
     """Whether and when the training accuracy on the fixed batches reached 100 % (from metrics.jsonl)."""
-    path = Path(metrics_path)
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    rows = [json.loads(line) for line in metrics_lines(metrics_path)]
     accuracies = [row["train_acc"] for row in rows]
     first = next((row["epoch"] for row in rows if row["train_acc"] >= 100.0), None)
     batches = cfg.trainer.overfit_batches

@@ -28,11 +28,6 @@ from arlif.runner.runtime import Precision, is_main_process
 CHECK_EVERY = 10
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable and frozen parameters (buffers such as fixed α are not parameters)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def neuron_parameters(model: nn.Module) -> dict[str, dict[str, float]]:
     """{"alpha": {layer: α}, "beta": {layer: β}} for every AR-LIF layer (empty for LIF)."""
     out = {"alpha": {}, "beta": {}}

@@ -16,7 +16,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from arlif.runner.checkpoint import write_atomically
+from arlif.runner.records import CONFIG, METRICS, SUMMARY, write_atomically, write_json
 from arlif.runner.runtime import is_main_process
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,6 @@ def flatten(metrics: dict, sep: str = "/") -> dict:
         else:
             flat[key] = value
     return flat
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write `data` as JSON atomically: a kill mid-write keeps the previous file whole."""
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def resolve_wandb_mode(mode: str) -> str:
@@ -122,7 +117,7 @@ class RunRecorder:
         if not self.active:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
+        OmegaConf.save(cfg, self.run_dir / CONFIG, resolve=True)
         if cfg.logger.name == "wandb":
             self.wandb = WandbRun(cfg, self.run_dir, wandb_id)
 
@@ -132,7 +127,7 @@ class RunRecorder:
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Drop metrics.jsonl lines past `epochs_done`, left by a run killed before its checkpoint."""
-        path = self.run_dir / "metrics.jsonl"
+        path = self.run_dir / METRICS
         if not self.active or not path.exists():
             return
         kept = []
@@ -148,7 +143,7 @@ class RunRecorder:
         """Append one epoch's metrics (must hold `epoch`) to metrics.jsonl and W&B."""
         if not self.active:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(metrics) + "\n")
         if self.wandb is not None:
             self.wandb.log(metrics, step=metrics["epoch"])
@@ -158,7 +153,7 @@ class RunRecorder:
         if not self.active:
             return
         summary = {**summary, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        write_json(self.run_dir / "summary.json", summary)
+        write_json(self.run_dir / SUMMARY, summary)
         if self.wandb is not None:
             self.wandb.summarise(summary)
 

@@ -26,6 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from arlif.errors import ConfigError
+from arlif.runner.records import metrics_lines, read_summary
 from arlif.runner.runlock import process_runs
 
 OBJECTIVES = ("val_acc_best", "val_acc_final")
@@ -94,10 +95,8 @@ def objective_value(objective: str, summary: Mapping[str, Any], last_epoch: Opti
 
 def read_run(run_dir: Path) -> tuple[Optional[dict], Optional[dict]]:
     """(summary.json, last line of metrics.jsonl) of a run folder; None for what is missing."""
-    summary_path, metrics_path = run_dir / "summary.json", run_dir / "metrics.jsonl"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
-    return summary, (json.loads(lines[-1]) if lines else None)
+    lines = metrics_lines(run_dir)
+    return read_summary(run_dir), (json.loads(lines[-1]) if lines else None)
 
 
 def load(study_name: str, storage: BaseStorage, pruner: Optional[optuna.pruners.BasePruner] = None) -> optuna.Study:
