@@ -35,9 +35,12 @@ def fresh_verdicts():
 
 @pytest.fixture
 def faulty_cpu(monkeypatch):
+    """A faulty CPU engine behind `arlif.kernels`; torch.compile counts as unavailable, so that `auto`
+    falls back to the eager reference loop (tests/test_compile.py covers the compiled fallback)."""
     def install(fault):
         engine = Faulty(cpu_engine, fault)
         monkeypatch.setattr(arlif.kernels, "_cpu_engine", lambda: engine)
+        monkeypatch.setattr(arlif.kernels.compiled, "available", lambda device: False)
         return engine
     return install
 
@@ -55,7 +58,7 @@ def test_auto_falls_back_to_the_reference_with_one_warning(faulty_cpu):
     neuron = build_neuron("arlif", backend="auto")
     with pytest.warns(RuntimeWarning, match=r"fused cpu neuron kernel failed its self-check .*adaptive reset.*"
                                             r"float32 on cpu.*: 1 of 4400 spikes differ; this process uses the "
-                                            r"reference loop"):
+                                            r"neuron's step loop"):
         got = spikes_and_grad(neuron, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second call, and a second layer, say nothing

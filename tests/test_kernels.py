@@ -20,6 +20,7 @@ CUDA = torch.cuda.is_available()  # without it, tests/conftest.py sets TRITON_IN
 
 DEVICE = {"cpu": "cpu", "triton": "cuda" if CUDA else "cpu"}
 FUSED = ["cpu", "triton"] if kernels.triton_installed() else ["cpu"]
+WITH_KERNEL = [name for name in NEURONS if build_neuron(name, channels=4, T=4).fused_kernel]  # AR-LIF, LIF
 
 
 def make(name, backend, device, alpha=1.4, beta_raw=0.3):
@@ -74,7 +75,7 @@ def test_cpu_kernel_builds():
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("T", [1, 4, 8])
-@pytest.mark.parametrize("name", list(NEURONS))
+@pytest.mark.parametrize("name", WITH_KERNEL)
 def test_matches_reference(name, T, backend):
     x, grad = inputs((T, 3, 37, 5), seed=T)  # 555 neurons: not a multiple of any block
     assert_same(name, backend, x, grad)
@@ -208,6 +209,11 @@ def test_gradients_only_for_learnable_scalars(monkeypatch, name, wanted):
 def test_backend_resolution(monkeypatch):
     assert kernels.resolve_backend("auto", torch.device("cpu")) == "cpu"
     assert kernels.resolve_backend("reference", torch.device("cpu")) == "reference"
+    assert kernels.resolve_backend("auto", torch.device("cpu"), fused_kernel=False) == "compiled"
+    assert kernels.resolve_backend("compiled", torch.device("cpu")) == "compiled"
+    assert kernels.resolve_backend("auto", torch.device("mps"), fused_kernel=False) == "reference"
+    with pytest.raises(ConfigError, match="backend 'compiled' needs a CPU, or CUDA with triton"):
+        kernels.resolve_backend("compiled", torch.device("mps"))
     with pytest.raises(ConfigError, match="backend 'cpu' needs CPU tensors"):
         kernels.resolve_backend("cpu", torch.device("cuda"))
     with pytest.raises(ConfigError, match="must be one of"):
