@@ -4,9 +4,9 @@ Identical spikes and gradients for the input and every trainable parameter withi
 relative; one compiled graph serves several layer shapes of one neuron kind; `auto` picks it
 for neurons without a fused kernel; a compile failure or a mismatch is caught by the
 self-check (one warning and the eager loop under `auto`, KernelCheckError when explicit).
-Compiling takes 5-20 s per neuron kind on 2 cores, so the default suite compiles three kinds
-(AR-LIF's spec, PLIF's scalar decay, GLIF's per-channel and per-step parameters) and the
-`slow` test every neuron.
+Compiling takes 5-20 s per neuron kind on 2 cores, so the default suite compiles two kinds
+(AR-LIF's spec with its per-layer scalars; GLIF's per-channel and per-step parameters) and
+the `slow` test every neuron.
 """
 
 import warnings
@@ -64,7 +64,7 @@ def assert_same(name, shape, seed=0):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item() + 1e-7)
 
 
-@pytest.mark.parametrize("name", ["arlif", "plif", "glif"])
+@pytest.mark.parametrize("name", ["arlif", "glif"])
 def test_compiled_matches_the_eager_loop_with_one_graph_for_two_layer_shapes(name):
     before = counters["stats"]["unique_graphs"]
     assert_same(name, (T, 3, CHANNELS, 5, 5))
@@ -80,12 +80,12 @@ def test_every_neuron_compiles_and_matches_its_eager_loop(name):
 
 def test_auto_compiles_the_loop_of_a_neuron_without_a_fused_kernel():
     x, grad = inputs((T, 3, CHANNELS, 5, 5), seed=0)
-    neuron = make("plif", "auto")
+    neuron = make("glif", "auto")
     assert not neuron.fused_kernel
     compiled._functions.pop(type(neuron).step_loop, None)
     got = run(neuron, x, grad)
     assert type(neuron).step_loop in compiled._functions, "auto did not compile the step loop"
-    ref = run(make("plif", "reference"), x, grad)
+    ref = run(make("glif", "reference"), x, grad)
     assert torch.equal(got[0], ref[0])
 
 
@@ -115,9 +115,10 @@ class BrokenCompile:
         return loop
 
 
-@pytest.mark.parametrize("fault, problem", [
-    ("compiler", r"it failed to run \(RuntimeError: InvalidCxxCompiler: No working C\+\+ compiler found in cpp_builder\)"),
-    ("spike", r"1 of \d+ spikes differ")])
+NO_COMPILER = r"it failed to run \(RuntimeError: InvalidCxxCompiler: No working C\+\+ compiler found in cpp_builder\)"
+
+
+@pytest.mark.parametrize("fault, problem", [("compiler", NO_COMPILER), ("spike", r"1 of \d+ spikes differ")])
 def test_a_failed_check_falls_back_once_under_auto_and_stops_an_explicit_backend(monkeypatch, fault, problem):
     monkeypatch.setattr(compiled, "compiled_loop", BrokenCompile(fault))
     x, grad = inputs((T, 2, CHANNELS, 3, 3), seed=0)
