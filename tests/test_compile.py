@@ -30,11 +30,14 @@ from arlif.neurons import build_neuron
 from kernel_faults import Faulty
 
 T = 2
-TRITON = "triton" if triton_installed() else "cpu"  # the Triton engine runs here through its interpreter
+CUDA = torch.cuda.is_available()  # on a GPU (scripts/gpu_check.sh) the networks run there, with Triton's kernels
+DEVICE = "cuda" if CUDA else "cpu"
+FUSED = "triton" if CUDA else "cpu"
+TRITON = "triton" if triton_installed() else FUSED  # without CUDA, through Triton's interpreter
 # (neuron, backend) of each layer in turn: every backend, fused ones on the neurons that have a kernel.
-RESNET_NEURONS = [("arlif", "cpu"), ("lif_hard", TRITON), ("plif", "compiled"), ("arlif", "auto"),
+RESNET_NEURONS = [("arlif", FUSED), ("lif_hard", TRITON), ("plif", "compiled"), ("arlif", "auto"),
                   ("lif_soft", "reference")]
-VGG_NEURONS = [("lif_soft", "cpu"), ("clif", "compiled"), ("arlif_fixed_alpha", TRITON)]
+VGG_NEURONS = [("lif_soft", FUSED), ("clif", "compiled"), ("arlif_fixed_alpha", TRITON)]
 
 
 def in_turn(layers):
@@ -81,8 +84,8 @@ def step(model, x):
 @pytest.fixture(scope="module", params=list(MODELS))
 def eager_and_compiled(request):
     torch.manual_seed(0)
-    model = MODELS[request.param]().train()
-    x = torch.rand(2, 2, 8, 8) * 2
+    model = MODELS[request.param]().to(DEVICE).train()
+    x = (torch.rand(2, 2, 8, 8) * 2).to(DEVICE)
     eager = step(model, x)
     compiled = step(torch.compile(model, fullgraph=True), x)
     return eager, compiled
@@ -103,21 +106,23 @@ def test_custom_operators_pass_opcheck(engine, reset):
     from arlif.kernels import triton_neuron
 
     name = register(cpu_engine if engine == "cpu" else triton_neuron)
-    x = (torch.randn(3, 40) + 0.5).requires_grad_()
-    alpha = torch.tensor(1.3, requires_grad=True) if reset == "adaptive" else None
-    beta = torch.tensor(0.2, requires_grad=True) if reset == "adaptive" else None
+    device = "cuda" if engine == "triton" and CUDA else "cpu"
+    x = (torch.randn(3, 40, device=device) + 0.5).requires_grad_()
+    alpha = torch.tensor(1.3, device=device, requires_grad=True) if reset == "adaptive" else None
+    beta = torch.tensor(0.2, device=device, requires_grad=True) if reset == "adaptive" else None
     constants = (name, reset, 0.5, 1.0, 1.0)
     forward = (x, alpha, beta, *constants)
     torch.library.opcheck(torch.ops.arlif.neuron_forward, forward)
     _, flags = torch.ops.arlif.neuron_forward(*forward)
     detached = [t.detach() if t is not None else None for t in (x, alpha, beta)]
-    backward = (None if reset == "soft" else detached[0], flags, torch.randn(3, 40), *detached[1:], *constants,
-                alpha is not None, False)
+    backward = (None if reset == "soft" else detached[0], flags, torch.randn(3, 40, device=device), *detached[1:],
+                *constants, alpha is not None, False)
     torch.library.opcheck(torch.ops.arlif.neuron_backward, backward)
 
 
 def traced(backend, x):
-    """One neuron layer's spikes through a freshly traced graph (aot_eager: Dynamo and AOT autograd)."""
+    """One neuron layer's spikes through a freshly traced graph (aot_eager: Dynamo and AOT autograd);
+    these use the CPU engine, on CPU tensors, on every machine."""
     torch._dynamo.reset()
     layer = build_neuron("arlif", backend=backend)
     return torch.compile(layer, backend="aot_eager", fullgraph=True)(x)

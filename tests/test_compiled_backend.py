@@ -21,6 +21,7 @@ from arlif.neurons import NEURONS, build_neuron
 
 T = 4
 CHANNELS = 6
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # on a GPU (scripts/gpu_check.sh) Inductor writes Triton
 
 
 @pytest.fixture(autouse=True)
@@ -38,12 +39,12 @@ def make(name, backend):
     with torch.no_grad():
         for p in neuron.parameters():
             p.add_(0.1 * torch.randn(p.shape))
-    return neuron
+    return neuron.to(DEVICE)
 
 
 def inputs(shape, seed):
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen) * 0.9 + 0.6, torch.randn(shape, generator=gen)
+    return (torch.randn(shape, generator=gen) * 0.9 + 0.6).to(DEVICE), torch.randn(shape, generator=gen).to(DEVICE)
 
 
 def run(neuron, x, grad):
@@ -123,7 +124,7 @@ def test_a_failed_check_falls_back_once_under_auto_and_stops_an_explicit_backend
     monkeypatch.setattr(compiled, "compiled_loop", BrokenCompile(fault))
     x, grad = inputs((T, 2, CHANNELS, 3, 3), seed=0)
     with pytest.warns(RuntimeWarning, match=r"compiled step loop of PLIF\(.*\) failed its self-check against its "
-                                            r"eager loop \(float32 on cpu, T=4, with gradients\): " + problem +
+                                            r"eager loop \(float32 on " + DEVICE + r".*, T=4, with gradients\): " + problem +
                                             r"; this process uses the eager step loop"):
         got = run(make("plif", "auto"), x, grad)
     with warnings.catch_warnings():
