@@ -12,8 +12,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from arlif.errors import ConfigError
+from arlif.runner.build import batch_sizes
 from arlif.runner.config import CONF_DIR, compose, validate
 from arlif.runner.training import train
 from conftest import tiny_run
@@ -54,6 +57,13 @@ def test_a_compiled_run_resumes_exactly(eager_and_compiled):
     strip = lambda rows: [{k: v for k, v in row.items() if k not in timing} for row in rows]  # noqa: E731
     assert strip(read_metrics(broken)) == strip(read_metrics(root / "compiled"))
     assert summary["finished"]
+
+
+@pytest.mark.parametrize("samples, limit, sizes", [(20, None, {8, 4}), (20, 2, {8}), (20, 3, {8, 4}), (16, None, {8}),
+                                                  (5, None, {5})])
+def test_the_warm_up_sees_every_evaluation_batch_size(samples, limit, sizes):
+    loader = DataLoader(TensorDataset(torch.zeros(samples)), batch_size=8)
+    assert batch_sizes(loader, 8, limit) == sizes == {len(b[0]) for b in list(loader)[:limit]}
 
 
 @pytest.mark.parametrize("value", ["yes", 1, "max_autotune"])
