@@ -1,8 +1,9 @@
 """backend="compiled": a neuron's own step loop compiled by torch.compile, against its eager loop.
 
 Identical spikes and gradients for the input and every trainable parameter within 1e-5
-relative; one compiled graph serves several layer shapes of one neuron kind; `auto` picks it
-for neurons without a fused kernel; a compile failure or a mismatch is caught by the
+relative; one compiled graph serves several layer shapes of one neuron kind, and kinds that
+differ in a constant get a graph each; `auto` picks it for neurons without a fused kernel
+(inputs that are not toys); a compile failure or a mismatch is caught by the
 self-check (one warning and the eager loop under `auto`, KernelCheckError when explicit).
 Compiling takes 5-20 s per neuron kind on 2 cores, so the default suite compiles two kinds
 (AR-LIF's spec with its per-layer scalars; GLIF's per-channel and per-step parameters) and
@@ -79,15 +80,30 @@ def test_every_neuron_compiles_and_matches_its_eager_loop(name):
     assert_same(name, (T, 3, CHANNELS, 5, 5))
 
 
-def test_auto_compiles_the_loop_of_a_neuron_without_a_fused_kernel():
-    x, grad = inputs((T, 3, CHANNELS, 5, 5), seed=0)
+def test_auto_compiles_the_loop_of_a_neuron_without_a_fused_kernel_unless_the_input_is_a_toy():
     neuron = make("glif", "auto")
     assert not neuron.fused_kernel
     compiled._functions.pop(type(neuron).step_loop, None)
+    toy = inputs((T, 2, CHANNELS, 3, 3), seed=0)
+    run(neuron, *toy)
+    assert type(neuron).step_loop not in compiled._functions, "auto compiled a toy input"
+    x, grad = inputs((T, 8, CHANNELS, 10, 10), seed=0)  # 4,800 elements per step
     got = run(neuron, x, grad)
     assert type(neuron).step_loop in compiled._functions, "auto did not compile the step loop"
     ref = run(make("glif", "reference"), x, grad)
     assert torch.equal(got[0], ref[0])
+
+
+def test_kinds_that_differ_in_a_constant_each_get_a_graph():
+    """A second surrogate slope would otherwise turn the first graph's constant symbolic, which
+    Dynamo cannot trace through a custom backward."""
+    x, grad = inputs((T, 2, CHANNELS, 3, 3), seed=0)
+    for slope in (2.0, 3.0):
+        torch.manual_seed(0)
+        neuron = build_neuron("plif", backend="compiled", surrogate_slope=slope).to(DEVICE)
+        reference = build_neuron("plif", backend="reference", surrogate_slope=slope).to(DEVICE)
+        got, ref = run(neuron, x, grad), run(reference, x, grad)  # a failed check would raise
+        assert torch.equal(got[0], ref[0])
 
 
 def test_store_v_runs_the_eager_loop_and_keeps_the_states():
@@ -122,7 +138,7 @@ NO_COMPILER = r"it failed to run \(RuntimeError: InvalidCxxCompiler: No working 
 @pytest.mark.parametrize("fault, problem", [("compiler", NO_COMPILER), ("spike", r"1 of \d+ spikes differ")])
 def test_a_failed_check_falls_back_once_under_auto_and_stops_an_explicit_backend(monkeypatch, fault, problem):
     monkeypatch.setattr(compiled, "compiled_loop", BrokenCompile(fault))
-    x, grad = inputs((T, 2, CHANNELS, 3, 3), seed=0)
+    x, grad = inputs((T, 8, CHANNELS, 10, 10), seed=0)  # large enough for auto to compile
     with pytest.warns(RuntimeWarning, match=r"compiled step loop of PLIF\(.*\) failed its self-check against its "
                                             r"eager loop \(float32 on " + DEVICE + r".*, T=4, with gradients\): " + problem +
                                             r"; this process uses the eager step loop"):

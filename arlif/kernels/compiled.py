@@ -19,6 +19,8 @@ CUDA) and keeps far fewer tensors for the backward than eager autograd does.
   same policy as the fused kernels).  A compile error (no C++ compiler, an unsupported
   platform) or a mismatch makes `auto` warn once and run the eager loop; an explicit
   `compiled` backend raises `KernelCheckError`.
+- `auto` compiles only inputs of at least 4,096 elements per step (every layer of a real
+  network); smaller ones, as in unit tests and quick probes, run the eager loop.
 - Inside a model that is being compiled as a whole (`trainer.compile`), the neuron's loop is
   simply traced into the model's graph.
 """
@@ -35,6 +37,7 @@ from arlif.kernels.availability import triton_installed
 
 RECOMPILE_LIMIT = 64  # graphs Dynamo may keep per step-loop function (its default, 8, is too few for all kinds)
 CHECK_ELEMENTS = 8192  # elements per step of the check input, where the call's input has that many
+AUTO_MIN_ELEMENTS = 4096  # `auto` compiles inputs of at least this many elements per step
 
 _functions: dict[Callable, Callable] = {}  # step-loop function -> its torch.compile wrapper
 
@@ -44,6 +47,12 @@ def available(device: torch.device) -> bool:
     """Whether Inductor generates code for `device` here: C++ on CPU (the compiler itself is
     found, or found missing, at the first compile), Triton on CUDA.  A constant to Dynamo."""
     return device.type == "cpu" or (device.type == "cuda" and triton_installed())
+
+
+def worth_compiling(x: Tensor) -> bool:
+    """Whether `auto` compiles for x: a toy input (a unit test, a notebook's probe) of fewer than
+    AUTO_MIN_ELEMENTS per step runs the eager loop, where compiling (seconds) would cost more than it saves."""
+    return x[0].numel() >= AUTO_MIN_ELEMENTS
 
 
 def spikes(neuron, x: Tensor, explicit: bool) -> Tensor:
@@ -62,7 +71,9 @@ def run(neuron, x: Tensor) -> Tensor:
     view = x.view(x.shape)  # mark a view of the caller's tensor, not the tensor itself
     for dim in range(1, x.dim()):
         torch._dynamo.maybe_mark_dynamic(view, dim)
-    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+    # Only the marked dims are dynamic: a neuron kind's constants (a surrogate's slope, say) that differ
+    # from the last call's get a graph of their own instead of turning symbolic.
+    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, automatic_dynamic_shapes=False):
         return compiled_loop(type(neuron).step_loop)(neuron, view)[0]
 
 

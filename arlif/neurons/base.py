@@ -21,7 +21,8 @@ The step-loop contract.  Every neuron writes its dynamics once, readably, as
 (`fused_kernel=True`: AR-LIF and LIF through `arlif.kernels.fused_spikes`) runs `fused(x)`
 unless backend="reference" or "compiled" or `store_v` is set, or no fused engine serves the
 call; everything else runs `step_loop`, compiled by torch.compile for backend="compiled" and
-for "auto" where Inductor generates code for the device (`arlif.kernels.compiled`).  With
+for "auto" where Inductor generates code for the device and the input has at least 4,096
+elements per step (`arlif.kernels.compiled`).  With
 `store_v` the eager loop runs and the detached states of the call are kept in `self.states`.
 
 A neuron whose constants follow a training schedule (masked PSN's λ) keeps them in buffers
@@ -91,17 +92,19 @@ class SpikingNeuron(nn.Module):
                 return spikes
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # fp16/bf16 -> fp32 math
         with torch.autocast(xf.device.type, enabled=False):  # also for the PSNs' matrix product
-            if self.store_v or not self._compiles(xf.device):
+            if self.store_v or not self._compiles(xf):
                 spikes, states = self.step_loop(xf, store_v=self.store_v)
             else:
                 spikes, states = compiled.spikes(self, xf, explicit=self.backend == "compiled"), None
         self.states = {k: v.detach() for k, v in states.items()} if states else None
         return spikes.to(x.dtype)
 
-    def _compiles(self, device: torch.device) -> bool:
-        """Whether the step loop runs compiled: backend `compiled`, or `auto` where no fused
-        kernel served the call and torch.compile generates code for the device."""
-        return self.backend == "compiled" or (self.backend == "auto" and compiled.available(device))
+    def _compiles(self, x: Tensor) -> bool:
+        """Whether the step loop runs compiled: backend `compiled`, or `auto` where no fused kernel
+        served the call, torch.compile generates code for the device and the input is no toy."""
+        if self.backend == "compiled":
+            return True
+        return self.backend == "auto" and compiled.available(x.device) and compiled.worth_compiling(x)
 
     def extra_repr(self) -> str:
         return f"surrogate={self.surrogate.describe()}, backend={self.backend}"
