@@ -1,11 +1,15 @@
 """Fig. 3: the learnable α and β of every AR-LIF layer across training epochs.
 
+Other neurons' runs plot what they logged under the same names (GLIF's gates α and β, per
+channel: the line is the layer's mean and the band its min–max).
+
     python scripts/fig3_params.py RUN_FOLDER            # or its metrics.jsonl
     python scripts/fig3_params.py --wandb ENTITY/PROJECT/RUN_ID
 
 The values are those logged after each epoch (metrics.jsonl, or the W&B run's history).
 The paper's figure is DVS-Gesture, VGG-11, T = 20 (experiment=table1/dvs_gesture_vgg11_t20).
-Writes fig3_params.png and fig3_params.csv (one row per epoch, parameter and layer).
+Writes fig3_params.png and fig3_params.csv (one row per epoch, parameter and layer; min and max for
+per-channel values, empty for per-layer ones).
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ def plot(history: dict, path: Path) -> None:
         colors = plt.cm.viridis(np.linspace(0, 1, len(layers)))
         for (layer, values), color in zip(layers.items(), colors):
             ax.plot(history["epoch"], values, color=color, label=layer, lw=1.2)
+            if layer in history["range"][kind]:
+                low, high = zip(*history["range"][kind][layer])
+                ax.fill_between(history["epoch"], low, high, color=color, alpha=0.2, lw=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("epoch")
@@ -58,6 +65,19 @@ def plot(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def csv_rows(history: dict) -> list[dict]:
+    """One row per epoch, parameter and layer; min and max only for per-channel values."""
+    rows = []
+    for i, epoch in enumerate(history["epoch"]):
+        for kind in ("alpha", "beta"):
+            spread = history["range"][kind]
+            for layer, values in history[kind].items():
+                low, high = spread[layer][i] if layer in spread else (None, None)
+                rows.append({"epoch": epoch, "parameter": kind, "layer": layer, "value": values[i], "min": low,
+                             "max": high})
+    return rows
+
+
 def main(args: argparse.Namespace) -> str:
     if (args.run is None) == (args.wandb is None):
         raise ConfigError("give either a run folder (or metrics.jsonl) or --wandb ENTITY/PROJECT/RUN_ID")
@@ -65,9 +85,7 @@ def main(args: argparse.Namespace) -> str:
     history = parameter_history(read_wandb_history(args.wandb) if args.wandb else read_metrics(args.run))
     if not history["epoch"]:
         raise DataError(f"{source} logged no α/β: it has no finished epoch or no AR-LIF neurons")
-    rows = [{"epoch": epoch, "parameter": kind, "layer": layer, "value": values[i]}
-            for i, epoch in enumerate(history["epoch"]) for kind in ("alpha", "beta")
-            for layer, values in history[kind].items()]
+    rows = csv_rows(history)
     args.out.mkdir(parents=True, exist_ok=True)
     png, csv_path = args.out / "fig3_params.png", args.out / "fig3_params.csv"
     plot(history, png)

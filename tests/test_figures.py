@@ -118,7 +118,19 @@ def test_fig3_tracks_alpha_beta_and_logs_to_wandb(runs, tmp_path, monkeypatch):
 def test_fig3_reads_wandb_history_rows():
     rows = [{"epoch": 1, "alpha/l1": 1.0, "beta/l1": 0.0, "_step": 1}, {"epoch": 2, "alpha/l1": 0.9, "beta/l1": 0.1},
             {"epoch": 3, "test_acc": 50.0}]
-    assert parameter_history(rows) == {"epoch": [1, 2], "alpha": {"l1": [1.0, 0.9]}, "beta": {"l1": [0.0, 0.1]}}
+    assert parameter_history(rows) == {"epoch": [1, 2], "alpha": {"l1": [1.0, 0.9]}, "beta": {"l1": [0.0, 0.1]},
+                                       "range": {"alpha": {}, "beta": {}}}
+
+
+def test_fig3_reads_per_channel_values_as_mean_and_range():
+    """metrics.jsonl nests {"mean", "min", "max"} for a vector; W&B flattens it to "alpha/<layer>/mean", ..."""
+    nested = [{"epoch": 1, "alpha": {"l1": {"mean": 0.5, "min": 0.4, "max": 0.7}, "l2": 1.0},
+               "beta": {"l1": {"mean": 0.1, "min": 0.0, "max": 0.2}, "l2": 0.0}}]
+    flat = [{"epoch": 1, "alpha/l1/mean": 0.5, "alpha/l1/min": 0.4, "alpha/l1/max": 0.7, "alpha/l2": 1.0,
+             "beta/l1/mean": 0.1, "beta/l1/min": 0.0, "beta/l1/max": 0.2, "beta/l2": 0.0}]
+    want = {"epoch": [1], "alpha": {"l1": [0.5], "l2": [1.0]}, "beta": {"l1": [0.1], "l2": [0.0]},
+            "range": {"alpha": {"l1": [(0.4, 0.7)]}, "beta": {"l1": [(0.0, 0.2)]}}}
+    assert parameter_history(nested) == want and parameter_history(flat) == want
 
 
 def test_fig3_on_a_lif_run_is_a_clear_error(runs, tmp_path):

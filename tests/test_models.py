@@ -7,7 +7,7 @@ from torch import nn
 
 from arlif.models import MODELS, create_model
 from arlif.models.layers import SeqBatchNorm2d, SeqDropout
-from arlif.neurons import NEURONS, neuron_layers
+from arlif.neurons import NEURONS, build_neuron, neuron_layers
 
 
 def n_params(model):
@@ -37,9 +37,9 @@ def test_forward_backward_each_architecture(name, size):
 @pytest.mark.parametrize("neuron", sorted(NEURONS))
 @pytest.mark.parametrize("name", MODELS)
 def test_every_architecture_builds_with_every_neuron(name, neuron):
-    model = create_model(name, num_classes=10, in_channels=3, image_size=32, neuron=neuron)
-    kinds = {type(m).__name__ for _, m in neuron_layers(model)}
-    assert kinds == {"ARLIF" if neuron.startswith("arlif") else "LIF"}
+    model = create_model(name, num_classes=10, in_channels=3, image_size=32, neuron=neuron, T=4)
+    kinds = {type(m) for _, m in neuron_layers(model)}
+    assert kinds == {type(build_neuron(neuron, channels=3, T=4))}
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vggsnn"])

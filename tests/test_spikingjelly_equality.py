@@ -8,10 +8,10 @@ one-to-one in both directions.
 import pytest
 import torch
 
-sj = pytest.importorskip("spikingjelly.activation_based.neuron")
-from spikingjelly.activation_based import surrogate as sj_surrogate  # noqa: E402
+import spikingjelly.activation_based.neuron as sj  # test-only dependency, pinned in requirements.txt
+from spikingjelly.activation_based import surrogate as sj_surrogate
 
-from arlif.neurons import CLIF, GLIF, PLIF, PSN, MaskedPSN, SlidingPSN  # noqa: E402
+from arlif.neurons import CLIF, GLIF, PLIF, PSN, MaskedPSN, SlidingPSN
 
 T = 4
 SHAPE = (T, 3, 4, 2, 2)  # [T, B, C, H, W]: GatedLIFNode needs 4-d steps

@@ -65,6 +65,8 @@ def build_neuron(name: str, channels: Optional[int] = None, T: Optional[int] = N
         raise ValueError(f"neuron {name!r} has no option {', '.join(unknown)}; its options: "
                          f"{', '.join(neuron_options(name))}")
     takes = inspect.signature(NEURONS[name]).parameters
+    if "T" in takes and takes["T"].default is inspect.Parameter.empty and T is None:
+        raise ValueError(f"neuron {name!r} needs the number of time steps T")
     sizes = {key: value for key, value in (("channels", channels), ("T", T)) if key in takes and value is not None}
     return NEURONS[name](**sizes, **kwargs)
 
@@ -74,5 +76,6 @@ def neuron_layers(model: nn.Module) -> list[tuple[str, SpikingNeuron]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
 
 
-__all__ = ["ARLIF", "LIF", "CLIF", "PLIF", "GLIF", "PSN", "MaskedPSN", "SlidingPSN", "ARLIFPSNCode", "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
+__all__ = ["ARLIF", "LIF", "CLIF", "PLIF", "GLIF", "PSN", "MaskedPSN", "SlidingPSN", "ARLIFPSNCode",
+           "SpikingNeuron", "NeuronSpec", "Surrogate", "RectangleSpike", "reference_multistep",
            "BACKENDS", "RESETS", "SURROGATES", "NEURONS", "build_neuron", "neuron_options", "neuron_layers"]

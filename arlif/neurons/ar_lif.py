@@ -40,3 +40,6 @@ class ARLIF(FamilyNeuron):
 
     def scalars(self) -> tuple[Tensor, Tensor]:
         return self.alpha, self.beta
+
+    def parameter_values(self) -> dict[str, Tensor]:
+        return {"alpha": self.alpha, "beta": self.beta}  # also when frozen (the Table 2 ablations)

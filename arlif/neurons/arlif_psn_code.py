@@ -48,6 +48,9 @@ class ARLIFPSNCode(SpikingNeuron):
     def beta(self) -> Tensor:
         return torch.tanh(self.beta_raw)
 
+    def parameter_values(self) -> dict[str, Tensor]:
+        return {"alpha": self.alpha, "beta": self.beta}
+
     def step_loop(self, x: Tensor, store_v: bool = False):
         beta = self.beta
         u = torch.zeros_like(x[0])

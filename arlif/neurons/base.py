@@ -79,6 +79,11 @@ class SpikingNeuron(nn.Module):
         or None where no fused engine serves the call (then `forward` runs the step loop)."""
         raise NotImplementedError
 
+    def parameter_values(self) -> dict[str, Tensor]:
+        """The learnable values worth logging, by name, as the dynamics use them (default: every parameter
+        as stored).  Scalars are per layer; vectors per channel or per step."""
+        return dict(self.named_parameters(recurse=False))
+
     def on_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the training loop before epoch `epoch` (0-based) of `epochs`: a neuron with a
         training schedule (masked PSN's λ) sets its buffers here.  Default: nothing."""

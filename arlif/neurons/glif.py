@@ -63,6 +63,10 @@ class GLIF(SpikingNeuron):
             setattr(self, name, nn.Parameter(torch.full(shape, _logit(value))))
         self.conduct = nn.Parameter(torch.full((T, *shape), _logit(init_conduct)))
 
+    def parameter_values(self) -> dict[str, Tensor]:
+        """Every gate and constant after its sigmoid (the values in the equations)."""
+        return {name: torch.sigmoid(p) for name, p in self.named_parameters(recurse=False)}
+
     def step_loop(self, x: Tensor, store_v: bool = False):
         check_steps("GLIF", self.T, x)
         if self.channels is not None:

@@ -45,6 +45,9 @@ class PLIF(SpikingNeuron):
         """k = σ(w) = 1/τ."""
         return torch.sigmoid(self.w)
 
+    def parameter_values(self) -> dict[str, Tensor]:
+        return {"decay": self.decay}
+
     def step_loop(self, x: Tensor, store_v: bool = False):
         k = self.decay
         v = torch.zeros_like(x[0])

@@ -5,9 +5,9 @@ k weights shared over time, so it runs for any T:
     H[t] = Σ_{i=0}^{k-1} w_i·X[t - k + 1 + i] + b   (terms before step 0 dropped),  S[t] = Θ(H[t])
 
 run as one product with the T×T banded matrix built from w.  `weight` [k] starts at
-Kaiming-uniform (as the paper's runs, whose logs carry no exp-init flag) or, with
-`exp_init=True` (SpikingJelly's default), at (…, 1/4, 1/2, 1); `bias` (a scalar) at -1.
-Names as in SpikingJelly.
+(…, 1/4, 1/2, 1) (`exp_init`, the default, as SpikingJelly's) or Kaiming-uniform
+(`exp_init=False`, as the sequential-CIFAR runs logged in the paper's repository); `bias`
+(a scalar) at -1.  Names as in SpikingJelly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from arlif.neurons.surrogate import Surrogate
 class SlidingPSN(SpikingNeuron):
     """Sliding PSN of order `order` (SpikingJelly's k)."""
 
-    def __init__(self, order: int = 2, exp_init: bool = False, surrogate: str = "arctangent",
+    def __init__(self, order: int = 2, exp_init: bool = True, surrogate: str = "arctangent",
                  surrogate_width: float = 1.0, surrogate_slope: Optional[float] = None, fire_at_threshold: bool = True,
                  backend: str = "auto"):
         if order < 1:

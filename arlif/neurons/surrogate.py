@@ -9,7 +9,7 @@ Forward, for the argument z = potential - threshold:
 Backward, dΘ/dz is replaced by the surrogate of `kind`:
 
     rectangle  (width a)   1/a                     for |z| ≤ a/2, else 0   (paper eq. 12; SJ Rect(1/a))
-    triangle   (width γ)   (γ - |z|)/γ²            for |z| ≤ γ,   else 0   (TET's ZIF; SJ PiecewiseQuadratic(1/γ))
+    triangle   (width γ)   (γ - |z|)/γ²            for |z| ≤ γ,   else 0   (TET's ZIF; SJ PiecewiseQuadratic)
     arctangent (slope α)   (α/2) / (1 + (π/2·α·z)²)                         (SJ ATan(α))
     sigmoid    (slope α)   α·σ(αz)·(1 - σ(αz))                              (SJ Sigmoid(α))
 

@@ -39,7 +39,7 @@ def perturbed_normal_inputs(T: int, n: int, mean: float, std: float, perturbatio
 
 def membrane_potentials(neuron: str, inputs: Tensor) -> Tensor:
     """Charged membrane potential h[t] [T, n] of a freshly built `neuron` layer (initial α, β) fed `inputs`."""
-    layer = build_neuron(neuron)
+    layer = build_neuron(neuron, channels=inputs.shape[1], T=inputs.shape[0])
     layer.store_v = True
     with torch.no_grad():
         layer(inputs)
@@ -119,24 +119,37 @@ def run_labels(results: Sequence[dict], labels: Optional[Sequence[str]] = None) 
 
 # ---- Fig. 3 ---------------------------------------------------------------------------------
 
-def parameter_history(rows: Sequence[dict]) -> dict:
-    """{"epoch": [...], "alpha": {layer: [...]}, "beta": {layer: [...]}} from per-epoch rows.
+SPREAD = ("mean", "min", "max")  # how a vector parameter (per channel or step) is logged per layer
 
-    Rows are metrics.jsonl records (nested "alpha"/"beta" dicts) or W&B history rows
-    (flat "alpha/<layer>" keys); rows without α are skipped.
+
+def parameter_history(rows: Sequence[dict]) -> dict:
+    """{"epoch": [...], "alpha": {layer: [...]}, "beta": {layer: [...]}, "range": {kind: {layer: [(min, max), ...]}}}
+    from per-epoch rows.
+
+    Rows are metrics.jsonl records (nested "alpha"/"beta" dicts) or W&B history rows (flat
+    "alpha/<layer>" keys); rows without α are skipped.  A layer whose value is a vector was
+    logged as {"mean", "min", "max"} ("alpha/<layer>/mean", ... in W&B): its series is the
+    mean and "range" holds its (min, max) per epoch.
     """
-    out = {"epoch": [], "alpha": {}, "beta": {}}
+    out = {"epoch": [], "alpha": {}, "beta": {}, "range": {"alpha": {}, "beta": {}}}
     for row in rows:
         params = {kind: dict(row.get(kind) or {}) for kind in ("alpha", "beta")}
         for key, value in row.items():
             kind, sep, layer = key.partition("/")
             if sep and kind in params and value is not None:
-                params[kind][layer] = value
+                head, slash, part = layer.rpartition("/")
+                if slash and part in SPREAD:
+                    params[kind].setdefault(head, {})[part] = value
+                else:
+                    params[kind][layer] = value
         if not params["alpha"]:
             continue
         out["epoch"].append(row["epoch"])
         for kind in ("alpha", "beta"):
             for layer, value in params[kind].items():
+                if isinstance(value, dict):
+                    out["range"][kind].setdefault(layer, []).append((value["min"], value["max"]))
+                    value = value["mean"]
                 out[kind].setdefault(layer, []).append(value)
     return out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, random_split
 
@@ -18,6 +18,7 @@ from arlif.data.sample_seeds import SeededSamples
 from arlif.errors import ConfigError
 from arlif.loss import MSE_TARGETS, TETMSELoss
 from arlif.models import create_model
+from arlif.neurons import build_neuron
 from arlif.runner import distributed
 from arlif.runner.config import check_number
 from arlif.runner.preemption import ignore_stop_signals
@@ -27,15 +28,28 @@ from arlif.runner.runtime import resolve_num_workers
 VAL_SPLIT_SEED = 0
 
 
+def neuron_kwargs(cfg: DictConfig) -> dict:
+    """The neuron's own options: every key of conf/neuron/<name>.yaml but `name`.
+
+    Checked by building one neuron, so that a key the neuron does not have, or a bad value,
+    is reported as the neuron's, apart from whether the model fits the input.
+    """
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.neuron, resolve=True).items() if k != "name"}
+    try:
+        build_neuron(cfg.neuron.name, channels=1, T=cfg.T, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"neuron={cfg.neuron.name}: {exc} (conf/neuron/{cfg.neuron.name}.yaml)") from exc
+    return kwargs
+
+
 def build_model(cfg: DictConfig) -> nn.Module:
-    """The configured network, sized by the dataset config (no data needed)."""
-    n = cfg.neuron
+    """The configured network, sized by the dataset config and T (no data needed)."""
+    kwargs = neuron_kwargs(cfg)
     try:
         return create_model(cfg.model.name, num_classes=cfg.dataset.num_classes,
-                            in_channels=cfg.dataset.in_channels, image_size=cfg.dataset.image_size, neuron=n.name,
-                            neuron_kwargs=dict(decay=n.decay, v_threshold=n.v_threshold,
-                                               surrogate_width=n.surrogate_width, backend=n.backend),
-                            dropout=cfg.model.dropout, bn_mode=cfg.model.bn_mode)
+                            in_channels=cfg.dataset.in_channels, image_size=cfg.dataset.image_size,
+                            neuron=cfg.neuron.name, neuron_kwargs=kwargs, dropout=cfg.model.dropout,
+                            bn_mode=cfg.model.bn_mode, T=cfg.T)
     except ValueError as exc:  # e.g. more poolings than the image has pixels for
         raise ConfigError(f"model={cfg.model.name} does not fit the {cfg.dataset.name} input "
                           f"(dataset.in_channels={cfg.dataset.in_channels}, "

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from arlif.errors import ConfigError
 from arlif.models import MODELS
 from arlif.models.layers import BN_MODES
-from arlif.neurons import BACKENDS, NEURONS
+from arlif.neurons import BACKENDS, NEURONS, SURROGATES
 from arlif.runner.tracking import LOGGERS, WANDB_MODES
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -76,6 +76,21 @@ def _choice(cfg, key: str, choices) -> None:
         raise ConfigError(f"{key}={value!r} is unknown; choose one of {sorted(choices)}")
 
 
+def _check_neuron(cfg: DictConfig) -> None:
+    """The shared neuron keys, where the neuron has them; each neuron checks the rest when it is built."""
+    n = cfg.neuron
+    if "surrogate" in n:
+        _choice(cfg, "neuron.surrogate", SURROGATES)
+    if "fire_at_threshold" in n:
+        _boolean(cfg, "neuron.fire_at_threshold")
+    for key, low, high, low_open in (("decay", 0.0, 1.0, False), ("v_threshold", 0.0, float("inf"), True),
+                                     ("surrogate_width", 0.0, float("inf"), True)):
+        if key in n:
+            check_number(cfg, f"neuron.{key}", low, high, low_open=low_open)
+    if n.get("surrogate_slope") is not None:
+        check_number(cfg, "neuron.surrogate_slope", 0.0, low_open=True)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the run config's shared keys (see conf/config.yaml)."""
     for key in ("T", "batch_size", "trainer.epochs", "dataset.num_classes", "dataset.in_channels",
@@ -101,9 +116,7 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "neuron.name", NEURONS)
     _choice(cfg, "model.bn_mode", BN_MODES)
     _choice(cfg, "neuron.backend", BACKENDS)
-    check_number(cfg, "neuron.decay", 0.0, 1.0)
-    check_number(cfg, "neuron.v_threshold", 0.0, low_open=True)
-    check_number(cfg, "neuron.surrogate_width", 0.0, low_open=True)
+    _check_neuron(cfg)
     check_number(cfg, "model.dropout", 0.0, 1.0, high_open=True)
     _choice(cfg, "logger.name", LOGGERS)
     if cfg.logger.name == "wandb":

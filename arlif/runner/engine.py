@@ -28,13 +28,21 @@ from arlif.runner.runtime import Precision, is_main_process
 CHECK_EVERY = 10
 
 
-def neuron_parameters(model: nn.Module) -> dict[str, dict[str, float]]:
-    """{"alpha": {layer: α}, "beta": {layer: β}} for every AR-LIF layer (empty for LIF)."""
-    out = {"alpha": {}, "beta": {}}
-    for name, module in neuron_layers(model):
-        if hasattr(module, "alpha"):
-            out["alpha"][name] = float(module.alpha.detach())
-            out["beta"][name] = float(module.beta.detach())
+def neuron_parameters(model: nn.Module) -> dict[str, dict]:
+    """{name: {layer: value}} of every neuron layer's learnable values (`SpikingNeuron.parameter_values`:
+    AR-LIF's α and β, GLIF's gates, PLIF's decay, ...).
+
+    A per-layer scalar is a float; a vector (per channel, per step, PSN's T×T weight) is
+    {"mean", "min", "max"} over its entries.  "alpha" and "beta" (Fig. 3) are always present,
+    empty for neurons without them.
+    """
+    out: dict[str, dict] = {"alpha": {}, "beta": {}}
+    for layer, module in neuron_layers(model):
+        for name, value in module.parameter_values().items():
+            value = value.detach().float()
+            out.setdefault(name, {})[layer] = (value.item() if value.dim() == 0 else
+                                               {"mean": value.mean().item(), "min": value.min().item(),
+                                                "max": value.max().item()})
     return out
 
 

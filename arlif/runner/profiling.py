@@ -36,7 +36,7 @@ from torch.profiler import ProfilerActivity, record_function, schedule
 
 from arlif.errors import ConfigError
 from arlif.kernels import resolve_backend
-from arlif.neurons import SpikingNeuron
+from arlif.neurons import SpikingNeuron, neuron_layers
 from arlif.runner.runtime import Precision, is_main_process
 
 CATEGORIES = ("convolution", "batch norm", "neuron", "loss", "optimizer", "data loading", "other")
@@ -230,7 +230,9 @@ class StepProfiler:
         phases = [f"{phase}{suffix}" for suffix in ("", "_device")[:len(clocks)] for phase in ("forward", "backward")]
         self.report = {
             "model": cfg.model.name, "neuron": cfg.neuron.name, "compiled": self.compiled,
-            "neuron_backend": resolve_backend(cfg.neuron.backend, self.device), "precision": self.precision.name,
+            "neuron_backend": resolve_backend(cfg.neuron.backend, self.device,
+                                              fused_kernel=any(m.fused_kernel for _, m in neuron_layers(self.model))),
+            "precision": self.precision.name,
             "device": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                        else f"cpu, {torch.get_num_threads()} threads"),
             "T": cfg.T, "batch_size": cfg.batch_size, "warmup_steps": self.warmup, "profiled_steps": n,

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from arlif.errors import ConfigError
 from arlif.kernels import resolve_backend
 from arlif.models import count_parameters
+from arlif.neurons import neuron_layers
 from arlif.runner import distributed, runlock
 from arlif.runner.build import (batch_sizes, build_loss, build_model, check_model, load_data, make_test_loader,
                                 make_train_loader, sample_shape)
@@ -178,6 +179,8 @@ class TrainingRun:
         trainer = self.trainer
         start = time.perf_counter()
         resume = self.progress.resume_point(epoch)
+        for _, neuron in neuron_layers(trainer.model):  # scheduled neuron constants (masked PSN's λ)
+            neuron.on_epoch(epoch - 1, self.cfg.trainer.epochs)
         self.train_loader.batch_sampler.start(epoch, resume["batches"] if resume else 0)
         lr = trainer.optimizer.param_groups[0]["lr"]
         with self.profiler.profile(self.train_loader) as loader:  # the loader itself unless profiling
