@@ -81,16 +81,16 @@ def test_every_neuron_compiles_and_matches_its_eager_loop(name):
 
 
 def test_auto_compiles_the_loop_of_a_neuron_without_a_fused_kernel_unless_the_input_is_a_toy():
-    neuron = make("glif", "auto")
+    neuron = make("tet_lif", "auto")  # LIF with TET's triangle surrogate: no fused kernel
     assert not neuron.fused_kernel
     compiled._functions.pop(type(neuron).step_loop, None)
     toy = inputs((T, 2, CHANNELS, 3, 3), seed=0)
     run(neuron, *toy)
     assert type(neuron).step_loop not in compiled._functions, "auto compiled a toy input"
-    x, grad = inputs((T, 8, CHANNELS, 10, 10), seed=0)  # 4,800 elements per step
+    x, grad = inputs((T, 2, CHANNELS, 80, 80), seed=0)  # 76,800 elements per step
     got = run(neuron, x, grad)
     assert type(neuron).step_loop in compiled._functions, "auto did not compile the step loop"
-    ref = run(make("glif", "reference"), x, grad)
+    ref = run(make("tet_lif", "reference"), x, grad)
     assert torch.equal(got[0], ref[0])
 
 
@@ -138,7 +138,7 @@ NO_COMPILER = r"it failed to run \(RuntimeError: InvalidCxxCompiler: No working 
 @pytest.mark.parametrize("fault, problem", [("compiler", NO_COMPILER), ("spike", r"1 of \d+ spikes differ")])
 def test_a_failed_check_falls_back_once_under_auto_and_stops_an_explicit_backend(monkeypatch, fault, problem):
     monkeypatch.setattr(compiled, "compiled_loop", BrokenCompile(fault))
-    x, grad = inputs((T, 8, CHANNELS, 10, 10), seed=0)  # large enough for auto to compile
+    x, grad = inputs((T, 2, CHANNELS, 80, 80), seed=0)  # large enough for auto to compile
     with pytest.warns(RuntimeWarning, match=r"compiled step loop of PLIF\(.*\) failed its self-check against its "
                                             r"eager loop \(float32 on " + DEVICE + r".*, T=4, with gradients\): " + problem +
                                             r"; this process uses the eager step loop"):

@@ -19,8 +19,8 @@ CUDA) and keeps far fewer tensors for the backward than eager autograd does.
   same policy as the fused kernels).  A compile error (no C++ compiler, an unsupported
   platform) or a mismatch makes `auto` warn once and run the eager loop; an explicit
   `compiled` backend raises `KernelCheckError`.
-- `auto` compiles only inputs of at least 4,096 elements per step (every layer of a real
-  network); smaller ones, as in unit tests and quick probes, run the eager loop.
+- `auto` compiles only inputs of at least 65,536 elements per step (a layer of a real training
+  batch); smaller ones, as in unit tests and quick probes, run the eager loop.
 - Inside a model that is being compiled as a whole (`trainer.compile`), the neuron's loop is
   simply traced into the model's graph.
 """
@@ -37,7 +37,7 @@ from arlif.kernels.availability import triton_installed
 
 RECOMPILE_LIMIT = 64  # graphs Dynamo may keep per step-loop function (its default, 8, is too few for all kinds)
 CHECK_ELEMENTS = 8192  # elements per step of the check input, where the call's input has that many
-AUTO_MIN_ELEMENTS = 4096  # `auto` compiles inputs of at least this many elements per step
+AUTO_MIN_ELEMENTS = 1 << 16  # `auto` compiles inputs of at least this many elements per step
 
 _functions: dict[Callable, Callable] = {}  # step-loop function -> its torch.compile wrapper
 
@@ -50,8 +50,9 @@ def available(device: torch.device) -> bool:
 
 
 def worth_compiling(x: Tensor) -> bool:
-    """Whether `auto` compiles for x: a toy input (a unit test, a notebook's probe) of fewer than
-    AUTO_MIN_ELEMENTS per step runs the eager loop, where compiling (seconds) would cost more than it saves."""
+    """Whether `auto` compiles for x.  Below AUTO_MIN_ELEMENTS per step (a unit test, a notebook's probe)
+    the eager loop takes a few milliseconds, and a compile (seconds) would pay off only over thousands of
+    calls; every layer of a real training batch is larger (the quick start's smallest: 65,536)."""
     return x[0].numel() >= AUTO_MIN_ELEMENTS
 
 
