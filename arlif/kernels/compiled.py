@@ -19,6 +19,8 @@ CUDA) and keeps far fewer tensors for the backward than eager autograd does.
   same policy as the fused kernels).  A compile error (no C++ compiler, an unsupported
   platform) or a mismatch makes `auto` warn once and run the eager loop; an explicit
   `compiled` backend raises `KernelCheckError`.
+- Only those marked dims are dynamic (Dynamo's automatic dynamic shapes are off for these
+  calls), so neurons of one class that differ in a constant get a graph each.
 - `auto` compiles only inputs of at least 65,536 elements per step (a layer of a real training
   batch); smaller ones, as in unit tests and quick probes, run the eager loop.
 - Inside a model that is being compiled as a whole (`trainer.compile`), the neuron's loop is
