@@ -5,6 +5,10 @@ dataset, or an unusable checkpoint.  The message must name the offending key or 
 and say what to do about it.
 """
 
+from __future__ import annotations
+
+from typing import Optional
+
 
 class UserError(Exception):
     """Base class: something the user can fix; printed as one message, no traceback."""
@@ -22,3 +26,15 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint cannot be read or does not match the run (name the file)."""
+
+
+def user_error_in(exc: BaseException) -> Optional[UserError]:
+    """`exc` itself or the UserError in its chain of causes, else None.  torch.compile wraps an
+    error raised while it traces (say a fused kernel's failed self-check) in its own type."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

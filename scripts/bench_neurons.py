@@ -1,17 +1,22 @@
 """Benchmark the neuron backends (not a test): per-layer time and memory, and network throughput.
 
-For every T and N (neurons per step): forward and forward+backward time, the memory
-autograd keeps for backward, and the peak memory of one forward+backward, for AR-LIF
-on the reference loop and on the fused backend of the device, plus a plain soft-reset
-LIF loop and, when importable, SpikingJelly's multi-step LIF as peers.  Then training
-images/s of ResNet-18 (T = 4, 32x32 input, CIFAR-10 sized) with reference versus fused
-neurons.  Prints a Markdown report (and writes it with --out).
+Layer tables, for every T and N (neurons per step, laid out as a convolution's output
+[T, B, 64, 32, 32]): forward and forward+backward time, the memory autograd keeps for backward,
+the peak memory of one forward+backward, and the first call's time (a compile for `compiled`),
+for every neuron on its eager step loop (`reference`), its compiled step loop (`compiled`) and,
+for AR-LIF and LIF, its hand-fused kernel, plus SpikingJelly's multi-step LIF as a peer when
+importable.  On CUDA the fused AR-LIF's effective memory bandwidth is set against a device
+copy measured in the same run.  Network tables: training images/s of ResNet-18 (T = 4,
+32x32 input, CIFAR-10 sized) with reference versus fused neurons, each eager and under
+torch.compile (the compile time of its first step shown apart).  Prints a Markdown report
+(and writes it with --out).
 
 Timings are medians of --repeats runs after --warmup runs.  All rows of one (T, N) are
 timed round-robin, so load from other processes on a shared machine hits them alike.
 
     python scripts/bench_neurons.py                      # CPU, or CUDA when present
     python scripts/bench_neurons.py --T 4 --N 2097152 --no-network
+    python scripts/bench_neurons.py --no-layers --batch 128 --amp fp16   # the GPU network table
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arlif.kernels import resolve_backend  # noqa: E402
 from arlif.models import create_model  # noqa: E402
-from arlif.neurons import build_neuron  # noqa: E402
+from arlif.neurons import NEURONS, build_neuron  # noqa: E402
+
+CHANNELS, SIDE = 64, 32  # a layer's input is [T, N / (CHANNELS·SIDE²), CHANNELS, SIDE, SIDE]
 
 
 def parse_args(argv=None):
@@ -41,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--T", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--N", type=int, nargs="+", default=[1 << 18, 1 << 21])
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--neurons", nargs="+", default=sorted(NEURONS), choices=sorted(NEURONS),
+                   help="neurons of the layer tables (default: all)")
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
@@ -49,6 +58,12 @@ def parse_args(argv=None):
                    help="ResNet-18 training throughput")
     p.add_argument("--batch", type=int, default=16, help="network benchmark batch size")
     p.add_argument("--steps", type=int, default=5, help="timed network training steps")
+    p.add_argument("--amp", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="network benchmark precision (fp16: autocast and GradScaler, as training on CUDA)")
+    p.add_argument("--network-compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the network under torch.compile")
+    p.add_argument("--network-backends", nargs="+", choices=["reference", "fused"], default=["reference", "fused"],
+                   help="neuron backends of the network table (fused: the device's fused kernel)")
     p.add_argument("--out", type=Path, help="also write the Markdown report here")
     return p.parse_args(argv)
 
@@ -132,29 +147,42 @@ def spikingjelly_lif():
     return FromRest(neuron.LIFNode(tau=2.0, decay_input=False, v_reset=0.0, step_mode="m"))
 
 
-def layer_rows(device, fused: str):
-    """(label, backend label, module factory) for every row of the layer table."""
-    def arlif(backend):
+def layer_rows(device, fused: str, names, T: int):
+    """(neuron, backend label, module factory) for every row of the layer table: each neuron's eager
+    loop, its compiled loop, and its fused kernel where it has one."""
+    def factory(name, backend):
         def make():
-            n = build_neuron("arlif", backend=backend)
-            with torch.no_grad():  # off the special initial values α = 1, β = 0
-                n.alpha.fill_(1.2)
-                n.beta_raw.fill_(0.2)
+            torch.manual_seed(0)
+            n = build_neuron(name, channels=CHANNELS, T=T, backend=backend)
+            if name == "arlif":
+                with torch.no_grad():  # off the special initial values α = 1, β = 0
+                    n.alpha.fill_(1.2)
+                    n.beta_raw.fill_(0.2)
             return n.to(device)
         return make
 
-    rows = [("AR-LIF", "reference", arlif("reference")), ("AR-LIF", fused, arlif(fused)),
-            ("LIF soft reset", "reference", lambda: build_neuron("lif_soft", backend="reference").to(device)),
-            ("LIF soft reset", fused, lambda: build_neuron("lif_soft", backend=fused).to(device))]
+    rows = []
+    for name in names:
+        has_kernel = build_neuron(name, channels=CHANNELS, T=T).fused_kernel
+        for backend in ("reference", "compiled", *([fused] if has_kernel and fused != "compiled" else [])):
+            rows.append((name, backend, factory(name, backend)))
     if spikingjelly_lif() is not None:
         rows.append(("LIF hard reset", "SpikingJelly 2 multi-step", lambda: spikingjelly_lif().to(device)))
     return rows
 
 
+def layer_input_shape(T: int, N: int) -> tuple:
+    per_map = CHANNELS * SIDE * SIDE
+    if N % per_map:
+        raise SystemExit(f"--N must be a multiple of {per_map} (channels {CHANNELS} × {SIDE}×{SIDE} maps)")
+    return T, N // per_map, CHANNELS, SIDE, SIDE
+
+
 def bench_layer(T, N, rows, device, repeats, warmup):
     gen = torch.Generator(device="cpu").manual_seed(0)
-    x0 = (torch.randn(T, N, generator=gen) * 0.9 + 0.6).to(device)
-    grad = torch.randn(T, N, generator=gen).to(device)
+    shape = layer_input_shape(T, N)
+    x0 = (torch.randn(shape, generator=gen) * 0.9 + 0.6).to(device)
+    grad = torch.randn(shape, generator=gen).to(device)
     modules = [make() for _, _, make in rows]
 
     def forward(m):
@@ -166,6 +194,14 @@ def bench_layer(T, N, rows, device, repeats, warmup):
         m(x).backward(grad)
         return x
 
+    first = []
+    for m in modules:  # the first forward+backward: compiles (and self-checks) the compiled rows
+        sync(device)
+        t0 = time.perf_counter()
+        train_step(m)
+        forward(m)
+        sync(device)
+        first.append(time.perf_counter() - t0)
     times = [{"fwd": [], "fwdbwd": []} for _ in rows]
     for rep in range(warmup + repeats):
         for k, m in enumerate(modules):
@@ -177,11 +213,11 @@ def bench_layer(T, N, rows, device, repeats, warmup):
                 if rep >= warmup:
                     times[k][key].append(time.perf_counter() - t0)
     results = []
-    for (label, backend, _), m, tk in zip(rows, modules, times):
+    for (label, backend, _), m, tk, once in zip(rows, modules, times, first):
         saved, out = saved_bytes(lambda: m(x0.detach().requires_grad_()))
         del out
         results.append({
-            "neuron": label, "backend": backend,
+            "neuron": label, "backend": backend, "first": once,
             "fwd": statistics.median(tk["fwd"]) * 1e3,
             "fwdbwd": statistics.median(tk["fwdbwd"]) * 1e3,
             "fwdbwd_range": (min(tk["fwdbwd"]) * 1e3, max(tk["fwdbwd"]) * 1e3),
@@ -207,54 +243,70 @@ def bandwidth_note(T, N, result, device, dtype_bytes=4) -> str:
         copies.append(time.perf_counter() - t0)
     copy_bw = 2 * src.numel() / min(copies)
     kernel_bw = moved / (result["fwdbwd"] / 1e3)
-    return (f"T={T}, N={N}: fused AR-LIF moves {moved / 1e6:.0f} MB per fwd+bwd, "
+    return (f"T={T}, N={N}: fused AR-LIF moves {moved / 1e6:.0f} MB per fwd+bwd in {result['fwdbwd']:.2f} ms: "
             f"{kernel_bw / 1e9:.0f} GB/s = {100 * kernel_bw / copy_bw:.0f}% of a device copy's "
-            f"{copy_bw / 1e9:.0f} GB/s")
+            f"{copy_bw / 1e9:.0f} GB/s (measured in this run)")
 
 
 def layer_table(T, N, results) -> list[str]:
-    ref = next(r for r in results if r["neuron"] == "AR-LIF" and r["backend"] == "reference")
     lines = [f"#### T = {T}, N = {N:,} neurons per step ({T * N * 4 / 2**20:.0f} MiB fp32 input)", "",
-             "| neuron | backend | forward ms | fwd+bwd ms (min–max) | vs AR-LIF reference | "
-             "saved for backward MiB | peak MiB |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| neuron | backend | forward ms | fwd+bwd ms (min–max) | vs its eager loop | "
+             "saved for backward MiB | saved vs eager loop | peak MiB | first call s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    eager = {r["neuron"]: r for r in results if r["backend"] == "reference"}
     for r in results:
         peak = f"{r['peak'] / 2**20:.0f}" if r["peak"] is not None else "n/a"
         lo, hi = r["fwdbwd_range"]
+        ref = eager.get(r["neuron"])
+        speed = f"{ref['fwdbwd'] / r['fwdbwd']:.2f}×" if ref else ""
+        memory = f"{r['saved'] / ref['saved']:.2f}" if ref and ref["saved"] else ""
         lines.append(f"| {r['neuron']} | {r['backend']} | {r['fwd']:.1f} | {r['fwdbwd']:.1f} ({lo:.1f}–{hi:.1f}) "
-                     f"| {ref['fwdbwd'] / r['fwdbwd']:.1f}× | {r['saved'] / 2**20:.0f} | {peak} |")
+                     f"| {speed} | {r['saved'] / 2**20:.0f} | {memory} | {peak} | {r['first']:.1f} |")
     return lines + [""]
 
 
 # ----------------------------------------------------------------------------- network
 
-def bench_network(backends, device, batch, steps) -> list[str]:
+def bench_network(backends, device, batch, steps, amp: str, compile_too: bool) -> list[str]:
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
     lines = ["### ResNet-18, T = 4, 3×32×32 input, 10 classes: training throughput", "",
-             f"Batch {batch}, SGD, cross-entropy on the time-averaged logits; median of {steps} steps "
-             "after 1 warm-up step.", "",
-             "| neurons | step ms | images/s | speed-up |", "|---|---:|---:|---:|"]
+             f"Batch {batch}, {amp}{' autocast' if dtype else ''}, SGD, cross-entropy on the time-averaged logits; "
+             f"median of {steps} steps after 1 warm-up step (for torch.compile, the warm-up step compiles: its time "
+             "is the first-step column).", "",
+             "| neurons | model | step ms | images/s | speed-up | first step s | peak MiB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     base = None
     for backend in backends:
-        torch.manual_seed(0)
-        model = create_model("resnet18", num_classes=10, in_channels=3, image_size=32, neuron="arlif",
-                             neuron_kwargs={"backend": backend}).to(device).train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x = torch.randn(batch, 3, 32, 32, device=device)
-        y = torch.randint(0, 10, (batch,), device=device)
-        times = []
-        for step in range(steps + 1):
-            sync(device)
-            t0 = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(x, T=4).mean(0), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sync(device)
-            if step:
+        for compiled in (False, True) if compile_too else (False,):
+            torch.manual_seed(0)
+            torch._dynamo.reset()
+            model = create_model("resnet18", num_classes=10, in_channels=3, image_size=32, neuron="arlif",
+                                 neuron_kwargs={"backend": backend}).to(device).train()
+            run = torch.compile(model) if compiled else model
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+            x = torch.randn(batch, 3, 32, 32, device=device)
+            y = torch.randint(0, 10, (batch,), device=device)
+            times = []
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            for step in range(steps + 1):
+                sync(device)
+                t0 = time.perf_counter()
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    loss = torch.nn.functional.cross_entropy(run(x, T=4).float().mean(0), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sync(device)
                 times.append(time.perf_counter() - t0)
-        step_s = statistics.median(times)
-        base = base or step_s
-        lines.append(f"| AR-LIF, {backend} | {step_s * 1e3:.0f} | {batch / step_s:.1f} | {base / step_s:.2f}× |")
+            step_s = statistics.median(times[1:])
+            base = base or step_s
+            peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f}" if device.type == "cuda" else "n/a"
+            lines.append(f"| AR-LIF, {backend} | {'torch.compile' if compiled else 'eager'} | {step_s * 1e3:.0f} | "
+                         f"{batch / step_s:,.1f} | {base / step_s:.2f}× | {times[0]:.1f} | {peak} |")
+            print(lines[-1], flush=True)
     return lines + [""]
 
 
@@ -264,32 +316,31 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     fused = resolve_backend("auto", device)
-    if fused == "reference":
-        print(f"no fused backend available on {device}; nothing to compare", file=sys.stderr)
-        return 1
     report = ["## Neuron backends", "", f"Machine: {machine(device)}.", "",
               f"Times are medians of {args.repeats} runs after {args.warmup} warm-up runs, all rows of a "
               "table timed round-robin; fwd+bwd includes the backward of a random output gradient.  "
-              "Saved = distinct storages autograd keeps for backward (input included); peak = "
+              "First call = the first forward+backward and forward (the compiled rows compile and self-check "
+              "then).  Saved = distinct storages autograd keeps for backward (input included); peak = "
               + ("CUDA allocator peak" if device.type == "cuda" else "peak RSS growth")
               + " during one fwd+bwd.", ""]
     if spikingjelly_lif() is None:
         report += ["SpikingJelly is not installed, so its row is absent.", ""]
-    rows = layer_rows(device, fused)
     notes = []
     for T in args.T if args.layers else []:
+        rows = layer_rows(device, fused, args.neurons, T)
         for N in args.N:
             results = bench_layer(T, N, rows, device, args.repeats, args.warmup)
             report += layer_table(T, N, results)
             print("\n".join(layer_table(T, N, results)), flush=True)
-            if device.type == "cuda":
-                fused_row = next(r for r in results if r["neuron"] == "AR-LIF" and r["backend"] == fused)
+            fused_row = next((r for r in results if r["neuron"] == "arlif" and r["backend"] == fused), None)
+            if device.type == "cuda" and fused_row is not None:
                 notes.append(bandwidth_note(T, N, fused_row, device))
     if notes:
         report += ["Memory bandwidth of the fused kernel (bytes its loads and stores must move):", ""]
         report += [f"- {n}" for n in notes] + [""]
     if args.network:
-        report += bench_network(["reference", fused], device, args.batch, args.steps)
+        backends = [fused if b == "fused" else b for b in args.network_backends]
+        report += bench_network(backends, device, args.batch, args.steps, args.amp, args.network_compile)
     text = "\n".join(report)
     print(text)
     if args.out:

@@ -14,6 +14,7 @@ import arlif.kernels
 class Faulty:
     def __init__(self, engine, fault: str):
         self.engine, self.fault = engine, fault
+        self.NAME = f"{engine.NAME} with fault {fault}"
         self.IO_DTYPES = engine.IO_DTYPES
         self.shapes = []  # shape of every forward input it was given
 
@@ -24,14 +25,14 @@ class Faulty:
 
             launch, spikes, flags = triton_neuron.plan_forward(x, spec, alpha, beta)
             launch.kernel[launch.grid](*launch.args[:-1], **launch.kwargs)
-            return spikes, (flags,)
-        spikes, saved = self.engine.forward(x, spec, alpha, beta)
+            return spikes, flags
+        spikes, flags = self.engine.forward(x, spec, alpha, beta)
         if self.fault == "spike":
             spikes[-1, -1] = 1 - spikes[-1, -1]
-        return spikes, saved
+        return spikes, flags
 
-    def backward(self, x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
-        grad_x, g_alpha, g_beta = self.engine.backward(x, saved, grad_spikes, spec, alpha, beta,
+    def backward(self, x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+        grad_x, g_alpha, g_beta = self.engine.backward(x, flags, grad_spikes, spec, alpha, beta,
                                                        grad_alpha, grad_beta)
         if self.fault == "grad_x":
             grad_x = grad_x * 1.01

@@ -36,9 +36,12 @@ def fresh_verdicts():
 
 @pytest.fixture
 def faulty_cpu(monkeypatch):
+    """A faulty CPU engine behind `arlif.kernels`; torch.compile counts as unavailable, so that `auto`
+    falls back to the eager reference loop (tests/test_compile.py covers the compiled fallback)."""
     def install(fault):
         engine = Faulty(cpu_engine, fault)
         monkeypatch.setattr(arlif.kernels, "_cpu_engine", lambda: engine)
+        monkeypatch.setattr(arlif.kernels.compiled, "available", lambda device: False)
         return engine
     return install
 
@@ -56,7 +59,7 @@ def test_auto_falls_back_to_the_reference_with_one_warning(faulty_cpu):
     neuron = build_neuron("arlif", backend="auto")
     with pytest.warns(RuntimeWarning, match=r"fused cpu neuron kernel failed its self-check .*adaptive reset.*"
                                             r"float32 on cpu.*: 1 of 4400 spikes differ; this process uses the "
-                                            r"reference loop"):
+                                            r"neuron's step loop"):
         got = spikes_and_grad(neuron, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second call, and a second layer, say nothing
@@ -117,21 +120,21 @@ def test_triton_engine_passes_under_the_interpreter():
     from arlif.kernels import triton_neuron
 
     alpha, beta = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
-    assert selfcheck.passes("triton", triton_neuron, torch.randn(4, 10), NeuronSpec("adaptive"), alpha, beta,
-                            explicit=True)
+    assert selfcheck.passes("triton", triton_neuron, torch.device("cpu"), NeuronSpec("adaptive"), torch.float32,
+                            selfcheck.gradients_wanted(alpha, beta), explicit=True)
 
 
 @pytest.mark.skipif(not TRITON, reason="Triton's interpreter runs on CPU only")
 def test_triton_launch_error_and_mismatch():
     from arlif.kernels import triton_neuron
 
-    x, spec = torch.randn(4, 10), NeuronSpec("hard")
+    cpu, spec, grads = torch.device("cpu"), NeuronSpec("hard"), (False, False)
     with pytest.warns(RuntimeWarning, match=r"fused triton neuron kernel .* it failed to run \(\w+"):
-        assert not selfcheck.passes("triton", Faulty(triton_neuron, "launch"), x, spec,
-                                    None, None, explicit=False)
+        assert not selfcheck.passes("triton", Faulty(triton_neuron, "launch"), cpu, spec, torch.float32, grads,
+                                    explicit=False)
     with pytest.raises(KernelCheckError, match=r"hard reset.*float16.*gradient for x is off by 0.01"):
-        selfcheck.passes("triton", Faulty(triton_neuron, "grad_x"), x.half(), spec,
-                         None, None, explicit=True)
+        selfcheck.passes("triton", Faulty(triton_neuron, "grad_x"), cpu, spec, torch.float16, grads,
+                         explicit=True)
 
 
 def kernel_module_process(checkout: Path, extensions: Path, code: str, python: str = sys.executable):

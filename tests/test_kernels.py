@@ -208,6 +208,11 @@ def test_gradients_only_for_learnable_scalars(monkeypatch, name, wanted):
 def test_backend_resolution(monkeypatch):
     assert kernels.resolve_backend("auto", torch.device("cpu")) == "cpu"
     assert kernels.resolve_backend("reference", torch.device("cpu")) == "reference"
+    assert kernels.resolve_backend("auto", torch.device("cpu"), fused_kernel=False) == "compiled"
+    assert kernels.resolve_backend("compiled", torch.device("cpu")) == "compiled"
+    assert kernels.resolve_backend("auto", torch.device("mps"), fused_kernel=False) == "reference"
+    with pytest.raises(ConfigError, match="backend 'compiled' needs a CPU, or CUDA with triton"):
+        kernels.resolve_backend("compiled", torch.device("mps"))
     with pytest.raises(ConfigError, match="backend 'cpu' needs CPU tensors"):
         kernels.resolve_backend("cpu", torch.device("cuda"))
     with pytest.raises(ConfigError, match="must be one of"):

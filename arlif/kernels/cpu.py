@@ -31,6 +31,7 @@ import torch
 from arlif.neurons.dynamics import RESET_CODES
 
 SOURCE = Path(__file__).with_name("cpu_neuron.cpp")
+NAME = "cpu"  # the engine's name for the custom operators (arlif.kernels.function)
 IO_DTYPES = (torch.float32,)  # fp16 and bf16 inputs are converted to fp32 around the kernel
 # Same ISA flags as PyTorch's own build of each CPU capability (ATen/cpu/vec).
 CAPABILITY_FLAGS = {
@@ -129,17 +130,16 @@ def _scalars(alpha, beta) -> tuple[float, float]:
 
 
 def forward(x, spec, alpha, beta):
-    """Spikes [T, N] fp32 and the saved flag bytes for a contiguous fp32 x [T, N]."""
+    """Spikes [T, N] fp32 and the flag bytes kept for backward, for a contiguous fp32 x [T, N]."""
     spikes, flags, _exact_reruns = load().forward(
         x, RESET_CODES[spec.reset], spec.decay, spec.v_threshold, spec.surrogate_width,
         *_scalars(alpha, beta),
     )
-    return spikes, (flags,)
+    return spikes, flags
 
 
-def backward(x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+def backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
     """grad_x [T, N] and dL/dα, dL/dβ (fp32 0-d, None unless requested)."""
-    (flags,) = saved
     grad_x, g_alpha, g_beta = load().backward(
         x, flags, grad_spikes, RESET_CODES[spec.reset], spec.decay, spec.v_threshold,
         spec.surrogate_width, *_scalars(alpha, beta), grad_alpha, grad_beta,

@@ -10,8 +10,10 @@ The verdict is cached, so later calls cost one dict lookup.
 
 A mismatch, a compile error or a launch error makes the case fail.  With
 `backend="auto"` the failure is reported once as a RuntimeWarning and the process uses
-the reference loop for that case from then on (correct, slower); with an explicit
-backend it raises `KernelCheckError`, which the entry points print as one line.
+the neuron's step loop for that case from then on (compiled where available; correct,
+slower); with an explicit backend it raises `KernelCheckError`, which the entry points
+print as one line.  `judge` is that policy; the compiled step loop
+(`arlif.kernels.compiled`) goes through it with its own check.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 from arlif.errors import ConfigError
-from arlif.kernels.function import fused_multistep
+from arlif.kernels.function import fused_multistep, register
 from arlif.neurons.dynamics import NeuronSpec, reference_multistep
 
 CHECK_SHAPE = (4, 1100)
@@ -36,7 +38,7 @@ _verdicts: dict[tuple, Optional[str]] = {}  # case -> None (passed) or what went
 
 
 class KernelCheckError(ConfigError):
-    """An explicitly chosen fused backend disagrees with the reference loop, or fails to run."""
+    """An explicitly chosen fast backend disagrees with the reference loop, or fails to run."""
 
 
 def forget() -> None:
@@ -44,25 +46,38 @@ def forget() -> None:
     _verdicts.clear()
 
 
-def passes(backend: str, engine, x: Tensor, spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor],
-           explicit: bool) -> bool:
-    """True when `engine` may run this call's case; False (after one warning) when the caller
-    should use the reference loop.  Raises KernelCheckError for a failed explicit backend."""
+def gradients_wanted(alpha: Optional[Tensor], beta: Optional[Tensor]) -> tuple[bool, bool]:
+    """Which of α and β a call's backward will need: part of its case.  Without autograd no
+    backward runs, so the call shares the verdict of the case with both."""
     if torch.is_grad_enabled():
-        grads = tuple(p is not None and p.requires_grad for p in (alpha, beta))
-    else:  # no backward will run: share the verdict of the full case
-        grads = (alpha is not None, beta is not None)
-    case = (backend, x.device, spec, x.dtype, grads)
+        return tuple(p is not None and p.requires_grad for p in (alpha, beta))
+    return alpha is not None, beta is not None
+
+
+def passes(backend: str, engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
+           grads: tuple[bool, bool], explicit: bool) -> bool:
+    """True when `engine` may run this case; False (after one warning) when the caller
+    should use the neuron's step loop.  Raises KernelCheckError for a failed explicit backend."""
+    case = (backend, torch.device(device), spec, dtype, tuple(grads))
+    return judge(case, lambda: _describe(case), lambda: _check(engine, *case[1:]), explicit,
+                 "the neuron's step loop (compiled where available)")
+
+
+def judge(case: tuple, describe: Callable[[], str], check: Callable[[], Optional[str]], explicit: bool,
+          fallback: str) -> bool:
+    """The policy every fast path shares: run `check` (None, or what went wrong) the first time
+    `case` comes up and cache its verdict; on a failure warn once and return False (the caller
+    runs `fallback`), or raise KernelCheckError when the backend was chosen explicitly."""
     if case not in _verdicts:
-        _verdicts[case] = _check(engine, x.device, spec, x.dtype, grads)
+        _verdicts[case] = check()
         problem = _verdicts[case]
         if problem is not None and not explicit:
-            warnings.warn(f"arlif: {_describe(case)} {problem}; this process uses the reference loop "
-                          "for it instead (correct, slower)", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"arlif: {describe()} {problem}; this process uses {fallback} for it instead "
+                          "(correct, slower)", RuntimeWarning, stacklevel=4)
     problem = _verdicts[case]
     if problem is not None and explicit:
-        raise KernelCheckError(f"{_describe(case)} {problem}; set neuron.backend=auto (it falls back to "
-                               "the reference loop) or neuron.backend=reference")
+        raise KernelCheckError(f"{describe()} {problem}; set neuron.backend=auto (it falls back to "
+                               "a slower path) or neuron.backend=reference")
     return problem is None
 
 
@@ -92,20 +107,27 @@ def _check(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
 
         ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, b)[0], leaves(), grad)
         try:
-            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, engine), leaves(), grad)
-            return _difference(got, ref, dtype)
+            name = register(engine)
+            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, name), leaves(), grad)
+            return difference(got, ref, dtype, ("x", "α", "β"))
         except Exception as exc:  # a compile or launch error is a failed check, not a crash here
-            first = (str(exc).strip().splitlines() or [""])[0]
-            return f"it failed to run ({type(exc).__name__}: {first})"
+            return failure(exc)
 
 
-def _difference(got: tuple, ref: tuple, dtype: torch.dtype) -> Optional[str]:
-    """None when spikes are identical and every gradient within tolerance, else what differs."""
+def failure(exc: Exception) -> str:
+    """A check's verdict on an engine that raised instead of computing."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"it failed to run ({type(exc).__name__}: {first})"
+
+
+def difference(got: tuple, ref: tuple, dtype: torch.dtype, names: tuple[str, ...]) -> Optional[str]:
+    """None when spikes (got[0], ref[0]) are identical and every gradient (named `names`; None where
+    not computed) is within tolerance, else what differs."""
     wrong = int((got[0].float() != ref[0]).sum())
     if wrong > SPIKE_TOLERANCE:
         return f"{wrong} of {ref[0].numel()} spikes differ"
     tolerance = max(FP32_TOLERANCE, torch.finfo(dtype).eps)  # fp16/bf16 gradients: one rounding apart
-    for name, mine, theirs in zip(("x", "α", "β"), got[1:], ref[1:]):
+    for name, mine, theirs in zip(names, got[1:], ref[1:]):
         if theirs is None:
             continue
         error = _relative_error(mine, theirs)

@@ -28,6 +28,7 @@ from triton.language.extra import libdevice
 from arlif.kernels.availability import triton_interpreting
 from arlif.neurons.dynamics import RESET_CODES
 
+NAME = "triton"  # the engine's name for the custom operators (arlif.kernels.function)
 IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # read and written as they are
 
 
@@ -250,14 +251,13 @@ def forward(x, spec, alpha, beta):
     """Spikes [T, N] in x's dtype and the saved flag bytes for a contiguous x [T, N]."""
     launch, spikes, flags = plan_forward(x, spec, alpha, beta)
     launch()
-    return spikes, (flags,)
+    return spikes, flags
 
 
-def backward(x, saved, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+def backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
     """grad_x [T, N] in x's dtype and dL/dα, dL/dβ (fp32 0-d, None unless requested).
 
     x is None for the soft reset (its backward reads only the flags)."""
-    (flags,) = saved
     launch, grad_x, part_alpha, part_beta = plan_backward(x, flags, grad_spikes, spec, alpha, beta,
                                                           grad_alpha, grad_beta)
     launch()

@@ -18,9 +18,12 @@ The step-loop contract.  Every neuron writes its dynamics once, readably, as
   least "h", the potential the spike is fired from; else None.
 
 `forward` casts x to at least fp32 and dispatches: a neuron built with a hand-fused kernel
-(`fused_kernel=True`: AR-LIF and LIF through `arlif.kernels.multistep`) runs `fused(x)`
-unless backend="reference" or `store_v` is set; everything else runs `step_loop`.  With
-`store_v` the detached states of the call are kept in `self.states`.
+(`fused_kernel=True`: AR-LIF and LIF through `arlif.kernels.fused_spikes`) runs `fused(x)`
+unless backend="reference" or "compiled" or `store_v` is set, or no fused engine serves the
+call; everything else runs `step_loop`, compiled by torch.compile for backend="compiled" and
+for "auto" where Inductor generates code for the device and the input has at least 65,536
+elements per step (`arlif.kernels.compiled`).  With
+`store_v` the eager loop runs and the detached states of the call are kept in `self.states`.
 
 A neuron whose constants follow a training schedule (masked PSN's λ) keeps them in buffers
 and updates them in `on_epoch`, never in `step_loop`.
@@ -33,6 +36,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from arlif.kernels import compiled
 from arlif.neurons.dynamics import BACKENDS
 from arlif.neurons.surrogate import Surrogate
 
@@ -70,8 +74,9 @@ class SpikingNeuron(nn.Module):
         """The readable dynamics (see the module doc for the contract)."""
         raise NotImplementedError
 
-    def fused(self, x: Tensor) -> Tensor:
-        """Spikes from the hand-fused kernel, for x in any dtype (neurons built with `fused_kernel=True`)."""
+    def fused(self, x: Tensor) -> Optional[Tensor]:
+        """Spikes from the hand-fused kernel, for x in any dtype (neurons built with `fused_kernel=True`),
+        or None where no fused engine serves the call (then `forward` runs the step loop)."""
         raise NotImplementedError
 
     def parameter_values(self) -> dict[str, Tensor]:
@@ -86,13 +91,25 @@ class SpikingNeuron(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2:
             raise ValueError(f"expected input [T, ...] with at least 2 dims, got shape {tuple(x.shape)}")
-        if self.fused_kernel and not self.store_v and self.backend != "reference":
-            return self.fused(x)
+        if self.fused_kernel and not self.store_v and self.backend not in ("reference", "compiled"):
+            spikes = self.fused(x)
+            if spikes is not None:
+                return spikes
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # fp16/bf16 -> fp32 math
         with torch.autocast(xf.device.type, enabled=False):  # also for the PSNs' matrix product
-            spikes, states = self.step_loop(xf, store_v=self.store_v)
+            if self.store_v or not self._compiles(xf):
+                spikes, states = self.step_loop(xf, store_v=self.store_v)
+            else:
+                spikes, states = compiled.spikes(self, xf, explicit=self.backend == "compiled"), None
         self.states = {k: v.detach() for k, v in states.items()} if states else None
         return spikes.to(x.dtype)
+
+    def _compiles(self, x: Tensor) -> bool:
+        """Whether the step loop runs compiled: backend `compiled`, or `auto` where no fused kernel
+        served the call, torch.compile generates code for the device and the input is no toy."""
+        if self.backend == "compiled":
+            return True
+        return self.backend == "auto" and compiled.available(x.device) and compiled.worth_compiling(x)
 
     def extra_repr(self) -> str:
         return f"surrogate={self.surrogate.describe()}, backend={self.backend}"

@@ -32,7 +32,7 @@ from arlif.neurons.surrogate import Surrogate
 
 RESETS = ("hard", "soft", "adaptive")
 RESET_CODES = {reset: code for code, reset in enumerate(RESETS)}  # as the fused kernels number them
-BACKENDS = ("auto", "reference", "cpu", "triton")
+BACKENDS = ("auto", "reference", "cpu", "triton", "compiled")
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ class FamilyNeuron(SpikingNeuron):
     def step_loop(self, x: Tensor, store_v: bool = False):
         return reference_multistep(x, self.spec, *self.scalars(), store_v=store_v)
 
-    def fused(self, x: Tensor) -> Tensor:
+    def fused(self, x: Tensor) -> Optional[Tensor]:
         # Same dtype rules as the loop; the Triton kernel reads and writes fp16/bf16 without a cast.
-        return kernels.multistep(x, self.spec, *self.scalars(), backend=self.backend)
+        return kernels.fused_spikes(x, self.spec, *self.scalars(), backend=self.backend)
 
     def extra_repr(self) -> str:
         s = self.spec

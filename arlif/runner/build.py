@@ -70,10 +70,16 @@ def check_model(cfg: DictConfig) -> None:
         build_model(cfg)
 
 
+def sample_shape(cfg: DictConfig, temporal: bool) -> tuple:
+    """The shape of one sample as the loaders yield it: [T,] C, H, W."""
+    d = cfg.dataset
+    return ((cfg.T,) if temporal else ()) + (d.in_channels, d.image_size, d.image_size)
+
+
 def _check_samples(bundle: DataBundle, cfg: DictConfig) -> None:
     """The data's samples must have the shape the model is built for; reads one test sample."""
     d = cfg.dataset
-    expected = ((cfg.T,) if bundle.temporal else ()) + (d.in_channels, d.image_size, d.image_size)
+    expected = sample_shape(cfg, bundle.temporal)
     found = tuple(bundle.test[0][0].shape)
     if found != expected:
         keys = ("T, " if bundle.temporal else "") + "dataset.in_channels, dataset.image_size, dataset.image_size"
@@ -126,6 +132,13 @@ def make_train_loader(dataset: Dataset, cfg: DictConfig, device: torch.device,
 def make_test_loader(dataset: Dataset, cfg: DictConfig, device: torch.device) -> DataLoader:
     """This process's shard of `dataset` in order (all of it in a single process)."""
     return _loader(dataset, cfg, device, batch_size=cfg.batch_size, sampler=distributed.ShardSampler(len(dataset)))
+
+
+def batch_sizes(loader: DataLoader, batch_size: int, limit: Optional[int] = None) -> set:
+    """The sizes of the batches an in-order `loader` of `batch_size` yields (the first `limit` of them)."""
+    full, rest = divmod(len(loader.sampler), batch_size)
+    shown = full + (rest > 0) if limit is None else min(limit, full + (rest > 0))
+    return ({batch_size} if min(full, shown) > 0 else set()) | ({rest} if rest and shown > full else set())
 
 
 def build_loss(cfg) -> nn.Module:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar
 
-from arlif.errors import ConfigError, UserError
+from arlif.errors import ConfigError, UserError, user_error_in
 
 R = TypeVar("R")
 
@@ -26,14 +26,18 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None) -> R:
-    """Run `task`; on a UserError print `error: <message>` to stderr and exit with its code.
+    """Run `task`; on a UserError (raised, or wrapped by torch.compile) print `error: <message>` to
+    stderr and exit with its code.
 
     A KeyboardInterrupt (Ctrl-C before training, or a second one during it) exits with 130 and one
     line.  `on_error` runs first in both cases (train.py: remove the folder of a failed start).
     """
     try:
         return task()
-    except UserError as err:
+    except Exception as exc:
+        err = user_error_in(exc)  # also one that torch.compile wrapped while tracing
+        if err is None:
+            raise
         if on_error is not None:
             on_error()
         print(f"error: {_user_message(err)}", file=sys.stderr)

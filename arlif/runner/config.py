@@ -20,6 +20,7 @@ from arlif.neurons import BACKENDS, NEURONS, SURROGATES
 from arlif.runner.tracking import LOGGERS, WANDB_MODES
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
@@ -102,6 +103,10 @@ def validate(cfg: DictConfig) -> None:
         _boolean(cfg, "trainer.detect_anomaly")
     for key in ("trainer.deterministic", "trainer.progress_bar", "trainer.sync_batchnorm"):
         _boolean(cfg, key)
+    compile_value = OmegaConf.select(cfg, "trainer.compile")  # absent from older checkpoints' configs
+    if compile_value is not None and not isinstance(compile_value, bool) and compile_value not in COMPILE_MODES:
+        raise ConfigError(f"trainer.compile={compile_value!r} must be true, false or a torch.compile mode: "
+                          f"{', '.join(COMPILE_MODES)}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
     workers = cfg.trainer.num_workers

@@ -75,6 +75,9 @@ class Trainer:
         self.limit_test_batches = limit_test_batches
         self.stop_reason: Optional[str] = None
         self.diverged = False
+        # Attached for good, recording only inside `evaluate`: a compiled model keeps its graphs.
+        self.monitor = FiringRateMonitor(model).attach()
+        self.monitor.recording = False
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -176,7 +179,10 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
-        with FiringRateMonitor(self.model) as monitor:
+        monitor = self.monitor
+        monitor.reset()
+        monitor.recording = True
+        try:
             total = self._total(loader, self.limit_test_batches)
             for x, y in self._bar(itertools.islice(loader, total), total, desc):
                 x = x.to(self.device, non_blocking=True)
@@ -185,6 +191,8 @@ class Trainer:
                 loss_sum += self.loss_fn(logits, y).double() * y.shape[0]
                 correct += (logits.sum(0).argmax(-1) == y).sum()
                 seen += y.shape[0]
+        finally:
+            monitor.recording = False
         loss_sum, correct = loss_sum.item(), int(correct.item())
         rates = monitor.rates()
         if distributed.is_distributed():

@@ -44,10 +44,11 @@ BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 OTHER = ("other", None)
 
 
-def labelled_modules(model: nn.Module, loss_fn: nn.Module) -> list[tuple[str, str, nn.Module]]:
-    """(category, layer name, module) for every convolution, batch norm and neuron layer, and the loss."""
+def labelled_modules(model: nn.Module, loss_fn: nn.Module, layers: bool = True) -> list[tuple[str, str, nn.Module]]:
+    """(category, layer name, module) for every convolution, batch norm and neuron layer (unless not
+    `layers`: a compiled model runs as fused graphs, which per-layer ranges would split), and the loss."""
     out = []
-    for name, module in model.named_modules():
+    for name, module in model.named_modules() if layers else ():
         if isinstance(module, SpikingNeuron):
             out.append(("neuron", name, module))
         elif isinstance(module, nn.modules.conv._ConvNd):
@@ -168,6 +169,8 @@ def attribute_time(events: Iterable, labels: dict) -> tuple[Counter, Counter, di
 
 def _by_name(name: str) -> str:
     lowered = name.lower()
+    if lowered.startswith("arlif::neuron"):  # the fused neuron operators, also inside a compiled graph
+        return "neuron"
     if "conv" in lowered:
         return "convolution"
     if "batch_norm" in lowered or "batchnorm" in lowered:
@@ -184,6 +187,7 @@ class StepProfiler:
                  precision: Precision, epoch_batches: int):
         self.cfg, self.dir, self.model, self.loss_fn = cfg, Path(run_dir) / "profile", model, loss_fn
         self.device, self.precision = device, precision
+        self.compiled = cfg.trainer.get("compile", False) is not False  # trainer.compile: time by kernel, not layer
         self.steps, self.warmup = cfg.trainer.profile_steps, cfg.trainer.profile_warmup
         self.pending = self.steps is not None
         self.report: Optional[dict] = None
@@ -225,9 +229,9 @@ class StepProfiler:
         time_ms = {c: {clock: per_step(us[c]) for clock, us in zip(clocks, (cpu, device))} for c in CATEGORIES}
         phases = [f"{phase}{suffix}" for suffix in ("", "_device")[:len(clocks)] for phase in ("forward", "backward")]
         self.report = {
-            "model": cfg.model.name, "neuron": cfg.neuron.name,
-            "neuron_backend": (resolve_backend(cfg.neuron.backend, self.device)
-                               if any(m.fused_kernel for _, m in neuron_layers(self.model)) else "reference"),
+            "model": cfg.model.name, "neuron": cfg.neuron.name, "compiled": self.compiled,
+            "neuron_backend": resolve_backend(cfg.neuron.backend, self.device,
+                                              fused_kernel=any(m.fused_kernel for _, m in neuron_layers(self.model))),
             "precision": self.precision.name,
             "device": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                        else f"cpu, {torch.get_num_threads()} threads"),
@@ -262,7 +266,7 @@ class _ProfiledPass:
     def __init__(self, owner: StepProfiler, loader):
         self.owner, self.loader = owner, loader
         self.length = min(len(loader), owner.warmup + owner.steps)
-        self.ranges = ModuleRanges(labelled_modules(owner.model, owner.loss_fn))
+        self.ranges = ModuleRanges(labelled_modules(owner.model, owner.loss_fn, layers=not owner.compiled))
         self.saved = SavedTensorBytes(self.ranges, owner.model)
         self.saving = self.saved.hooks()
         self.events, self.served, self.started, self.weighing = None, 0, 0.0, False
@@ -339,6 +343,8 @@ def format_report(report: dict) -> str:
     lines = [f"{r['model']} with {r['neuron']} neurons ({r['neuron_backend']} backend), {r['precision']}, T={r['T']}, "
              f"batch {r['batch_size']}, on {r['device']}: {r['profiled_steps']} steps after {r['warmup_steps']} "
              f"warm-up steps",
+             *(["compiled by trainer.compile: its fused kernels mix layers, so time is by operation "
+                "(compiled kernels under 'other') and no neuron layer is timed alone"] if r.get("compiled") else []),
              f"wall time {r['wall_ms_per_step']:.1f} ms/step, {r['images_per_s']:.1f} images/s (under the profiler)",
              "",
              f"{'category':<14}{'CPU ms/step':>12}{'share':>8}" + (f"{'GPU ms/step':>13}{'share':>8}" if gpu else "")]

@@ -24,8 +24,10 @@ from arlif.kernels import resolve_backend
 from arlif.models import count_parameters
 from arlif.neurons import neuron_layers
 from arlif.runner import distributed, runlock
-from arlif.runner.build import build_loss, build_model, check_model, load_data, make_test_loader, make_train_loader
+from arlif.runner.build import (batch_sizes, build_loss, build_model, check_model, load_data, make_test_loader,
+                                make_train_loader, sample_shape)
 from arlif.runner.checkpoint import copy_checkpoint, find_resume_checkpoint, load_checkpoint, save_checkpoint
+from arlif.runner.compiling import compile_mode, compile_model
 from arlif.runner.config import resolve, validate
 from arlif.runner.debugging import anomaly_detection, fixed_batches_loader, log_overfit_verdict, overfit_verdict
 from arlif.runner.engine import Trainer, neuron_parameters
@@ -100,6 +102,11 @@ class TrainingRun:
             self.progress.load_state_dict(state, resume_path)
             log.info("resuming from %s after epoch %d%s", resume_path, self.progress.epoch,
                      " and part of the next" if self.progress.partial_epoch else "")
+        self.compile_time_s = None  # trainer.compile: the warm-up's seconds, before any file of the run is written
+        if compile_mode(cfg) is not None:
+            eval_sizes = {size for loader in (self.test_loader, self.val_loader) if loader is not None
+                          for size in batch_sizes(loader, cfg.batch_size, cfg.trainer.limit_test_batches)}
+            self.compile_time_s = compile_model(self.trainer, cfg, sample_shape(cfg, bundle.temporal), eval_sizes)
 
         self.recorder = RunRecorder(cfg, self.run_dir, self.progress.wandb_id)
         self.recorder.truncate_metrics(self.progress.epoch)
@@ -136,6 +143,8 @@ class TrainingRun:
                "status": self.status(), "stop_reason": self.trainer.stop_reason, "params": self.params,
                "processes": distributed.world_size(), "wall_time_s": p.wall_time_s, "git_commit": self.git_commit,
                "holder": self.holder}
+        if self.compile_time_s is not None:
+            out["compile_time_s"] = self.compile_time_s
         if best_val is not None:
             out.update(val_acc_best=best_val["acc"], val_best_epoch=best_val["epoch"],
                        test_acc_at_val_best=best_val["test_acc"])
