@@ -12,6 +12,7 @@ its first use when that use is inside a graph being traced (checked with Dynamo'
 """
 
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -23,7 +24,7 @@ from arlif.kernels import cpu as cpu_engine
 from arlif.kernels import selfcheck, triton_installed
 from arlif.kernels.function import register
 from arlif.kernels.selfcheck import KernelCheckError
-from arlif.models.layers import DirectEncoder, SeqBatchNorm2d, SeqToANN, init_weights
+from arlif.models.layers import DirectEncoder, Parts, SeqBatchNorm2d, SeqDropout, SeqToANN, init_weights
 from arlif.models.resnet import PreActBlock
 from arlif.models.vgg import SpikingVGG
 from arlif.neurons import build_neuron
@@ -50,14 +51,20 @@ def in_turn(layers):
     return make
 
 
+def parts(neuron, bn_mode):
+    """The layer factories of a small network: `neuron` for every spiking layer, no dropout."""
+    return Parts(neuron=neuron, norm=partial(SeqBatchNorm2d, bn_mode=bn_mode, T=T),
+                 dropout=partial(SeqDropout, 0.0), classifier_dropout=partial(SeqDropout, 0.0))
+
+
 class SmallResNet(nn.Module):
     """arlif's ResNet-18 at a small size: stem, two pre-activation blocks (one downsampling), head."""
 
     def __init__(self, neuron):
         super().__init__()
+        blocks = parts(neuron, "per_step")
         self.stem = DirectEncoder(nn.Conv2d(2, 8, 3, 1, 1, bias=False))
-        self.blocks = nn.Sequential(PreActBlock(8, 8, 1, neuron, 0.0, "per_step"),
-                                    PreActBlock(8, 16, 2, neuron, 0.0, "per_step"))
+        self.blocks = nn.Sequential(PreActBlock(8, 8, 1, blocks), PreActBlock(8, 16, 2, blocks))
         self.bn = SeqBatchNorm2d(16)
         self.act = neuron(16)
         self.pool = SeqToANN(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
@@ -69,7 +76,7 @@ class SmallResNet(nn.Module):
 
 
 MODELS = {"resnet": lambda: SmallResNet(in_turn(RESNET_NEURONS)),
-          "vgg": lambda: SpikingVGG((8, 8, "M", 16), "flatten", 3, 2, 8, in_turn(VGG_NEURONS), bn_mode="shared")}
+          "vgg": lambda: SpikingVGG((8, 8, "M", 16), "flatten", 3, 2, 8, parts(in_turn(VGG_NEURONS), "shared"))}
 
 
 def step(model, x):
