@@ -1,6 +1,8 @@
 """The layering of arlif/ (docs/architecture.md), checked on the source so that it stays true.
 
-Every import of an arlif module, at the top of a file or inside a function, is an edge; the
+Every import of an arlif module, at the top of a file or inside a function, is an edge, and so
+is every parent package that import runs first (`import arlif.a.b` executes `arlif/a/__init__.py`)
+unless the importing module sits inside that package (then it is already running); the
 library (everything outside runner/, reports/ and search/) imports none of the layers above it,
 the runner imports neither reports nor search, and the module graph has no cycle.
 """
@@ -51,8 +53,22 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def with_parents(source: str, targets: set[str]) -> set[str]:
+    """`targets` plus the packages importing each one executes: its parents, except `source`'s own."""
+    own = {".".join(source.split(".")[:i]) for i in range(1, source.count(".") + 2)}
+    found = set()
+    for target in targets:
+        parts = target.split(".")
+        found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found - own
+
+
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) - {module_name(p)} for p in PACKAGE.rglob("*.py")}
+    edges = {}
+    for path in PACKAGE.rglob("*.py"):
+        source = module_name(path)
+        edges[source] = with_parents(source, imports(path)) - {source}
+    return edges
 
 
 def test_imports_point_down_only():
@@ -96,6 +112,20 @@ def test_the_checker_sees_a_wrong_import(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text("def f():\n    from arlif.runner.records import LAST\n    import arlif.search.trial\n")
     assert imports(source) == {"arlif.runner.records", "arlif.search.trial"}
+
+
+def test_the_graph_counts_the_parent_packages_an_import_runs():
+    """`from arlif.spikes.dynamics import X` in a kernel runs `arlif/spikes/__init__.py` first: an edge; a
+    module's own packages are already running when it is imported, so they are no edge."""
+    assert with_parents("arlif.kernels.cpu", {"arlif.spikes.dynamics", "arlif.kernels.availability"}) == {
+        "arlif.spikes", "arlif.spikes.dynamics", "arlif.kernels.availability"}
+
+
+def test_importing_the_kernels_does_not_run_the_neurons_package():
+    """The kernels sit below the neurons: importing them (and their spec) never executes arlif/neurons/__init__.py."""
+    probe = "import sys, arlif.kernels, arlif.kernels.aot; print('arlif.neurons' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_importing_the_neurons_loads_no_framework_and_timm_finds_the_models_either_way():

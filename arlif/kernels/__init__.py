@@ -36,7 +36,7 @@ from arlif.errors import ConfigError
 from arlif.kernels import compiled, selfcheck
 from arlif.kernels.availability import triton_installed, triton_interpreting
 from arlif.kernels.function import fused_multistep, register
-from arlif.neurons.dynamics import BACKENDS, NeuronSpec, reference_multistep
+from arlif.spikes.dynamics import BACKENDS, NeuronSpec, reference_multistep
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # math is fp32 inside
 

@@ -27,7 +27,7 @@ import torch
 
 from arlif.cpus import cpus_per_process
 from arlif.kernels.availability import triton_interpreting
-from arlif.neurons.dynamics import RESETS, NeuronSpec
+from arlif.spikes.dynamics import RESETS, NeuronSpec
 
 ARCHS = (80, 90)  # Ampere (A100), Hopper (H100/H200)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from arlif.neurons.dynamics import RESET_CODES
+from arlif.spikes.dynamics import RESET_CODES
 
 SOURCE = Path(__file__).with_name("cpu_neuron.cpp")
 NAME = "cpu"  # the engine's name for the custom operators (arlif.kernels.function)

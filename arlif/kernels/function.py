@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from arlif.neurons.dynamics import NeuronSpec
+from arlif.spikes.dynamics import NeuronSpec
 
 ENGINES: dict[str, object] = {}  # NAME -> engine, filled by `register`
 

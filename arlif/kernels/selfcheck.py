@@ -27,7 +27,7 @@ from torch import Tensor
 
 from arlif.errors import ConfigError
 from arlif.kernels.function import fused_multistep, register
-from arlif.neurons.dynamics import NeuronSpec, reference_multistep
+from arlif.spikes.dynamics import NeuronSpec, reference_multistep
 
 CHECK_SHAPE = (4, 1100)
 CHECK_ALPHA, CHECK_BETA_RAW = 1.3, 0.3  # off α's and β's initial values, so every term counts

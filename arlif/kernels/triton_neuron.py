@@ -26,7 +26,7 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 from arlif.kernels.availability import triton_interpreting
-from arlif.neurons.dynamics import RESET_CODES
+from arlif.spikes.dynamics import RESET_CODES
 
 NAME = "triton"  # the engine's name for the custom operators (arlif.kernels.function)
 IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # read and written as they are

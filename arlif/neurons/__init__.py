@@ -19,14 +19,14 @@ from arlif.neurons.ar_lif import ARLIF
 from arlif.neurons.arlif_psn_code import ARLIFPSNCode
 from arlif.neurons.base import SpikingNeuron
 from arlif.neurons.clif import CLIF
-from arlif.neurons.dynamics import BACKENDS, RESETS, NeuronSpec, reference_multistep
+from arlif.spikes.dynamics import BACKENDS, RESETS, NeuronSpec, reference_multistep
 from arlif.neurons.glif import GLIF
 from arlif.neurons.lif import LIF
 from arlif.neurons.masked_psn import MaskedPSN
 from arlif.neurons.plif import PLIF
 from arlif.neurons.psn import PSN
 from arlif.neurons.sliding_psn import SlidingPSN
-from arlif.neurons.surrogate import SURROGATES, RectangleSpike, Surrogate
+from arlif.spikes.surrogate import SURROGATES, RectangleSpike, Surrogate
 
 # Config name -> constructor with the options that make the variant (a caller's kwargs override them).
 NEURONS = {

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from arlif.neurons.dynamics import NeuronSpec
+from arlif.spikes.dynamics import NeuronSpec
 from arlif.neurons.family import FamilyNeuron
 
 

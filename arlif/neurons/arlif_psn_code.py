@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from arlif.neurons.base import SpikingNeuron, Trace
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 
 class ARLIFPSNCode(SpikingNeuron):

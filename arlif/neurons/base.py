@@ -37,8 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from arlif.kernels import compiled
-from arlif.neurons.dynamics import BACKENDS
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.dynamics import BACKENDS
+from arlif.spikes.surrogate import Surrogate
 
 FUSED_BACKENDS = ("cpu", "triton")
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from arlif.neurons.base import SpikingNeuron, Trace
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 
 class CLIF(SpikingNeuron):

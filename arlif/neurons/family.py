@@ -12,7 +12,7 @@ from torch import Tensor
 
 from arlif import kernels
 from arlif.neurons.base import SpikingNeuron
-from arlif.neurons.dynamics import NeuronSpec, reference_multistep
+from arlif.spikes.dynamics import NeuronSpec, reference_multistep
 
 
 class FamilyNeuron(SpikingNeuron):

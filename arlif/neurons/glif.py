@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from arlif.neurons.base import SpikingNeuron, Trace, check_channels, check_steps, per_channel
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 GATES = ("alpha", "beta", "gamma")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from arlif.neurons.dynamics import NeuronSpec
+from arlif.spikes.dynamics import NeuronSpec
 from arlif.neurons.family import FamilyNeuron
 
 

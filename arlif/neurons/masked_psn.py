@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from arlif.neurons.base import SpikingNeuron, check_steps
 from arlif.neurons.psn import kaiming_weight, parallel_fire
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 
 class MaskedPSN(SpikingNeuron):

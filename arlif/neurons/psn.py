@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from arlif.neurons.base import SpikingNeuron, check_steps
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 
 def parallel_fire(weight: Tensor, bias: Tensor, x: Tensor, spike: Surrogate, store_v: bool):

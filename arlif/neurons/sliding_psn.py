@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from arlif.neurons.base import SpikingNeuron
 from arlif.neurons.psn import kaiming_weight, parallel_fire
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 
 class SlidingPSN(SpikingNeuron):

@@ -14,7 +14,7 @@ step t, with input current i[t] and state u[-1] = r[-1] = 0:
             = h[t] - s[t]·V                    (soft LIF)
 
 Θ is trained with a surrogate on the whole argument z = h - Vth; by default the rectangle
-of eq. 12, ∂s/∂z = 1/a for |z| ≤ a/2, else 0, and firing at z = 0 (`arlif.neurons.surrogate`
+of eq. 12, ∂s/∂z = 1/a for |z| ≤ a/2, else 0, and firing at z = 0 (`arlif.spikes.surrogate`
 has the other choices).  Nothing is detached.
 
 `reference_multistep` is the readable oracle that every fast path is tested against.
@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from arlif.neurons.surrogate import Surrogate
+from arlif.spikes.surrogate import Surrogate
 
 RESETS = ("hard", "soft", "adaptive")
 RESET_CODES = {reset: code for code, reset in enumerate(RESETS)}  # as the fused kernels number them
@@ -39,7 +39,7 @@ BACKENDS = ("auto", "reference", "cpu", "triton", "compiled")
 class NeuronSpec:
     """Constants of one neuron layer; `reset="adaptive"` is AR-LIF.
 
-    The last four fields choose the spike function (`arlif.neurons.surrogate.Surrogate`),
+    The last four fields choose the spike function (`arlif.spikes.surrogate.Surrogate`),
     built once as `spec.spike`.
     """
 
