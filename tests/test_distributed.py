@@ -17,6 +17,7 @@ from arlif.runner.cli import torchrun_argv
 from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import ConfigError
 from arlif.models.layers import BN_MODES, SeqBatchNorm2d
+from arlif.models.sync_bn import SeqSyncBatchNorm, convert_sync_batchnorm
 from arlif.runner.build import build_model
 from arlif.runner.evaluation import evaluate_checkpoint
 from conftest import tiny_run
@@ -103,10 +104,10 @@ def test_seq_sync_batchnorm_is_seq_batchnorm_in_one_process(bn_mode):
     cfg = compose([*SMALL, f"model.bn_mode={bn_mode}", "T=2", "model.tdbn_threshold=0.5"])
     torch.manual_seed(0)
     plain = build_model(cfg)
-    synced = distributed.convert_sync_batchnorm(build_model(cfg))
+    synced = convert_sync_batchnorm(build_model(cfg))
     synced.load_state_dict(plain.state_dict())
     norms = [m for m in synced.modules() if isinstance(m, SeqBatchNorm2d)]
-    assert norms and all(isinstance(m, distributed.SeqSyncBatchNorm) for m in norms)
+    assert norms and all(isinstance(m, SeqSyncBatchNorm) for m in norms)
     assert synced.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(6, 2, 8, 8)
     assert torch.equal(plain(x, T=2), synced(x, T=2))  # training mode: per-step statistics

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from arlif.errors import ConfigError
 from arlif.kernels import resolve_backend
 from arlif.models import count_parameters
+from arlif.models.sync_bn import convert_sync_batchnorm
 from arlif.neurons import neuron_layers
 from arlif.runner import distributed, runlock
 from arlif.runner.build import (batch_sizes, build_loss, build_model, check_model, load_data, make_test_loader,
@@ -55,7 +56,7 @@ def _build_trainable_model(cfg: DictConfig, device: torch.device) -> nn.Module:
     if device.type != "cuda":
         raise ConfigError("trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
                           "version); leave it false on the CPU")
-    return distributed.convert_sync_batchnorm(model) if distributed.is_distributed() else model
+    return convert_sync_batchnorm(model) if distributed.is_distributed() else model
 
 
 class TrainingRun:
