@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -96,29 +95,6 @@ def load_checkpoint(path: Path, purpose: str = "resume") -> dict:
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; it is not an arlif checkpoint")
     return state
-
-
-def find_resume_checkpoint(resume: Optional[str], run_dir: Path) -> Optional[Path]:
-    """The checkpoint that `trainer.resume` asks for, or None to start fresh.
-
-    null: start fresh (refusing to overwrite a run directory that already holds one);
-    auto: this run directory's last.pt if there is one; PATH: that file, or a run
-    directory's last.pt.
-    """
-    own = run_dir / LAST
-    if resume is None:
-        if own.exists():
-            raise CheckpointError(f"{own} already exists; pass trainer.resume=auto to continue that run, "
-                                  "or choose another hydra.run.dir")
-        return None
-    if resume == "auto":
-        return own if own.exists() else None
-    path = Path(resume)
-    if path.is_dir():
-        path = path / LAST
-    if not path.is_file():
-        raise CheckpointError(f"trainer.resume={resume}: no checkpoint at {path}")
-    return path
 
 
 # The config keys that decide a network's parameter names and shapes (arlif.runner.build.build_model).

@@ -1,9 +1,16 @@
-"""Continuing a run from a checkpoint: which one, whether it fits, and restoring what it holds."""
+"""Continuing a run from a checkpoint: which one, loading and verifying it, whether it fits, restoring it.
+
+`resume_point(cfg, run_dir)` is the one call that chooses (`trainer.resume`, SLURM requeues),
+loads with its checksum verified and checks it holds the same network; the run then builds
+its model and calls `restore_training`, `repair_best` and `restore_random_state` with it.
+`arlif.runner.checkpoint` is the checkpoint file itself.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -11,10 +18,10 @@ from omegaconf import DictConfig
 
 from arlif.errors import CheckpointError
 from arlif.runner import distributed
-from arlif.runner.checkpoint import check_model_fits, copy_checkpoint
+from arlif.runner.checkpoint import check_model_fits, copy_checkpoint, load_checkpoint
 from arlif.runner.engine import Trainer
 from arlif.runner.progress import Progress
-from arlif.runner.records import BEST
+from arlif.runner.records import BEST, LAST
 from arlif.runner.runtime import is_main_process, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,46 @@ def resume_setting(cfg: DictConfig) -> Optional[str]:
     if cfg.trainer.resume is None and int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0:
         return "auto"
     return cfg.trainer.resume
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint a run continues from: its path and its verified contents."""
+    path: Path
+    state: dict
+
+
+def resume_point(cfg: DictConfig, run_dir: Path) -> Optional[ResumePoint]:
+    """The checkpoint this run continues (loaded, checksum verified, same network), or None to start fresh."""
+    path = find_resume_checkpoint(resume_setting(cfg), run_dir)
+    if path is None:
+        return None
+    state = load_checkpoint(path)
+    check_same_network(state, cfg, path)
+    return ResumePoint(path, state)
+
+
+def find_resume_checkpoint(resume: Optional[str], run_dir: Path) -> Optional[Path]:
+    """The checkpoint that `trainer.resume` asks for, or None to start fresh.
+
+    null: start fresh (refusing to overwrite a run directory that already holds one);
+    auto: this run directory's last.pt if there is one; PATH: that file, or a run
+    directory's last.pt.
+    """
+    own = run_dir / LAST
+    if resume is None:
+        if own.exists():
+            raise CheckpointError(f"{own} already exists; pass trainer.resume=auto to continue that run, "
+                                  "or choose another hydra.run.dir")
+        return None
+    if resume == "auto":
+        return own if own.exists() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / LAST
+    if not path.is_file():
+        raise CheckpointError(f"trainer.resume={resume}: no checkpoint at {path}")
+    return path
 
 
 def check_same_network(state: dict, cfg: DictConfig, path: Path) -> None:

@@ -27,7 +27,7 @@ from arlif.neurons import neuron_layers
 from arlif.runner import distributed, runlock
 from arlif.runner.build import (batch_sizes, build_loss, build_model, check_model, load_data, make_test_loader,
                                 make_train_loader, sample_shape)
-from arlif.runner.checkpoint import copy_checkpoint, find_resume_checkpoint, load_checkpoint, save_checkpoint
+from arlif.runner.checkpoint import copy_checkpoint, save_checkpoint
 from arlif.runner.compiling import compile_mode, compile_model
 from arlif.runner.config import resolve, validate
 from arlif.runner.debugging import anomaly_detection, fixed_batches_loader, log_overfit_verdict, overfit_verdict
@@ -37,8 +37,7 @@ from arlif.runner.preemption import StopSignals
 from arlif.runner.profiling import StepProfiler
 from arlif.runner.progress import Progress
 from arlif.runner.records import BEST, LAST, METRICS
-from arlif.runner.resume import (check_same_network, repair_best, restore_random_state, restore_training,
-                                 resume_setting)
+from arlif.runner.resume import repair_best, restore_random_state, restore_training, resume_point
 from arlif.runner.runtime import (configure_determinism, git_commit, is_main_process, resolve_device,
                                   resolve_precision, rng_state, seed_everything)
 from arlif.runner.tracking import RunRecorder
@@ -69,10 +68,7 @@ class TrainingRun:
                  trial: Optional[TrialFactory] = None):
         self.cfg, self.run_dir, self.holder = cfg, Path(run_dir), holder  # holder: arlif.runner.runlock's record
         precision = resolve_precision(cfg.trainer.precision, device)
-        resume_path = find_resume_checkpoint(resume_setting(cfg), self.run_dir)
-        state = load_checkpoint(resume_path) if resume_path else None
-        if state is not None:
-            check_same_network(state, cfg, resume_path)
+        resume = resume_point(cfg, self.run_dir)
 
         configure_determinism(cfg.trainer.deterministic)
         seed_everything(cfg.seed + distributed.rank())  # rank 0 as a single process; DDP copies its weights
@@ -98,10 +94,10 @@ class TrainingRun:
                                cfg.trainer.limit_train_batches, cfg.trainer.limit_test_batches, train_module=parallel)
         self.profiler = StepProfiler(cfg, self.run_dir, model, loss_fn, device, precision, len(self.train_loader))
         self.progress = Progress(has_val=self.val_loader is not None)
-        if state is not None:
-            restore_training(self.trainer, self.scheduler, state, resume_path, cfg)
-            self.progress.load_state_dict(state, resume_path)
-            log.info("resuming from %s after epoch %d%s", resume_path, self.progress.epoch,
+        if resume is not None:
+            restore_training(self.trainer, self.scheduler, resume.state, resume.path, cfg)
+            self.progress.load_state_dict(resume.state, resume.path)
+            log.info("resuming from %s after epoch %d%s", resume.path, self.progress.epoch,
                      " and part of the next" if self.progress.partial_epoch else "")
         self.compile_time_s = None  # trainer.compile: the warm-up's seconds, before any file of the run is written
         if compile_mode(cfg) is not None:
@@ -115,9 +111,9 @@ class TrainingRun:
         self.trial = trial(cfg) if trial is not None else None  # a hyperparameter search's trial reporter
         self.params = count_parameters(model)
         self.git_commit = git_commit()
-        if state is not None:
-            repair_best(self.progress, resume_path, self.run_dir)
-            restore_random_state(state["rng"], resume_path)  # last: W&B draws from Python's generator
+        if resume is not None:
+            repair_best(self.progress, resume.path, self.run_dir)
+            restore_random_state(resume.state["rng"], resume.path)  # last: W&B draws from Python's generator
         log.info("%s: %s with %s neurons, %.2fM parameters, T=%d, on %s in %s%s", cfg.experiment.name,
                  cfg.model.name, cfg.neuron.name, self.params / 1e6, cfg.T, device, precision.name,
                  f", {distributed.world_size()} processes" if distributed.is_distributed() else "")
