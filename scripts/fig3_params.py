@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arlif.reports.analysis import log_figure, parameter_history, read_wandb_history  # noqa: E402
+from arlif.reports.analysis import log_figure, parameter_history
+from arlif.reports.runs import read_wandb_history  # noqa: E402
 from arlif.reports.csv_rows import write_rows  # noqa: E402
 from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.runner.records import read_metrics  # noqa: E402

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
 
 from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.reports.results import (PREAMBLE, add_source_arguments, build_tables, read_runs, to_markdown,  # noqa: E402
-                                   write_csv)
+from arlif.reports.results import PREAMBLE, build_tables, to_markdown, write_csv  # noqa: E402
+from arlif.reports.runs import add_source_arguments, read_runs  # noqa: E402
 
 CSV_NAMES = ("table1.csv", "table2.csv", "table1_code.csv", "competitors_published.csv", "same_recipe.csv",
              "other_runs.csv")

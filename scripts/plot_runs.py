@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a chec
 from arlif.reports.analysis import log_figures  # noqa: E402
 from arlif.runner.cli import run_cli  # noqa: E402
 from arlif.reports.curves import write_report  # noqa: E402
-from arlif.reports.results import add_source_arguments, read_runs  # noqa: E402
+from arlif.reports.runs import add_source_arguments, read_runs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

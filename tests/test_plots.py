@@ -19,7 +19,8 @@ from PIL import Image
 from arlif.reports.curves import BAND, DPI, collect, curve_values, figure_size, plot_metric
 from arlif.runner.records import read_metrics as metrics
 from arlif.errors import ConfigError, DataError
-from arlif.reports.results import build_tables, read_summaries
+from arlif.reports.results import build_tables
+from arlif.reports.runs import read_summaries
 from arlif.runner.tracking import flatten
 from conftest import tiny_run
 

@@ -154,15 +154,6 @@ def parameter_history(rows: Sequence[dict]) -> dict:
     return out
 
 
-def read_wandb_history(run_path: str, api=None) -> list[dict]:
-    """The logged history rows of a W&B run ("entity/project/run_id")."""
-    if api is None:
-        import wandb
-
-        api = wandb.Api()
-    return list(api.run(run_path).scan_history())
-
-
 # ---- W&B ------------------------------------------------------------------------------------
 
 def log_figure(project: str, name: str, image: Path, rows: Sequence[dict], out_dir: Path) -> None:

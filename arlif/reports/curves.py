@@ -26,8 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from arlif.reports.analysis import read_wandb_history
-from arlif.runner.records import read_metrics
+from arlif.reports.runs import load_history
 from arlif.errors import DataError
 from arlif.reports.results import GROUP_FIELDS, Table, build_tables, group_runs, to_markdown
 from arlif.runner.tracking import flatten
@@ -81,17 +80,6 @@ class GroupCurves:
         per_epoch = [[r.values[key][e] for r in self.runs if e in r.values.get(key, {})] for e in epochs]
         return (epochs, [statistics.fmean(v) for v in per_epoch], [min(v) for v in per_epoch],
                 [max(v) for v in per_epoch])
-
-
-def load_history(run: dict) -> list[dict]:
-    """The per-epoch rows of a run: its metrics.jsonl beside summary.json, or its W&B history."""
-    source = run["source"]
-    if not source.startswith("wandb:"):
-        return read_metrics(Path(source).parent)
-    try:
-        return read_wandb_history(source.removeprefix("wandb:"))
-    except Exception as exc:  # wandb raises its own types for a missing login, run or network
-        raise DataError(f"the W&B history of {source} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def curve_values(rows: Sequence[dict]) -> dict[str, dict[int, float]]:

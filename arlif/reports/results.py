@@ -5,10 +5,8 @@ numbers as each paper published them beside our rerun with that paper's recipe; 
 comparisons, every set of runs that differ only in the neuron (such as a Table 1 cell rerun with
 each competitor neuron, conf/table/compare_same_recipe.yaml), each neuron beside AR-LIF's runs.
 
-Runs come from `summary.json` files (run folders, multirun folders) or from W&B run
-summaries (the same keys).  Each run record carries its effective `status` (finished,
-interrupted, diverged, running, or killed: said running but nothing runs it any more;
-arlif.runner.runlock.effective_status), which every reader of records shows.  Runs of one
+Runs are the records of `arlif.reports.runs` (summary.json files or W&B run summaries, each
+with its effective `status`).  Runs of one
 (experiment, dataset, model, neuron, T) launched with the same overrides (`.hydra/overrides.yaml`,
 seed and bookkeeping keys aside) are one group; its seeds are reduced to mean ± sample std.
 Runs of one cell launched with other values, such as a search's trials, are one group each.  A paper cell (arlif.reports.paper) takes the group named `Cell.experiment`; any other group is
@@ -18,8 +16,6 @@ written as zero.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import statistics
 from collections import Counter
@@ -27,121 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from omegaconf import OmegaConf
-
-from arlif.errors import ConfigError, DataError
 from arlif.reports.csv_rows import write_rows
 from arlif.reports.paper import (ABLATIONS, DATASETS, METHODS, MODELS, PUBLISHED, SAME_RECIPE_NEURONS, TABLE1,
                                  TABLE1_CODE, TABLE2, Cell, PublishedCell)
-from arlif.runner.records import SUMMARY
-from arlif.runner.runlock import effective_status
+from arlif.reports.runs import KEY_FIELDS
 
 log = logging.getLogger(__name__)
 
-KEY_FIELDS = ("experiment", "dataset", "model", "neuron", "T")
 GROUP_FIELDS = KEY_FIELDS + ("variant",)
-RUN_FIELDS = KEY_FIELDS + ("seed", "test_acc_best", "test_acc_final", "epochs_completed", "epochs")
-# Command-line overrides that do not change what a run trains: runs differing only in these stay one group.
-NOT_A_VARIANT = ("seed", "data_dir", "trainer.resume", "trainer.num_workers", "trainer.device", "trainer.progress_bar",
-                 "search", "hydra", "logger", "experiment.name", "experiment.tags")
-# Overrides that choose a key field itself (the group or value, not a key under it): never a variant of a cell.
-KEY_OVERRIDES = ("T", "dataset", "model", "neuron")
 MISSING = "—"
-
-
-def read_summaries(paths: Iterable[Path]) -> list[dict]:
-    """Every summary.json in or under the given files and folders, with its effective `status`; an
-    unreadable file is skipped with a warning naming it."""
-    runs = []
-    for path in map(Path, paths):
-        if not path.exists():
-            raise DataError(f"{path} does not exist; pass run folders, multirun folders or summary.json files")
-        files = [path] if path.is_file() else sorted(path.rglob(SUMMARY))
-        if not files:
-            log.warning("no %s under %s", SUMMARY, path)
-        for file in files:
-            try:
-                summary = json.loads(file.read_text())
-            except (OSError, ValueError) as exc:
-                log.warning("skipping %s: it cannot be read as JSON (%s)", file, exc)
-                continue
-            if not isinstance(summary, dict):
-                log.warning("skipping %s: it is not a summary (a JSON object)", file)
-                continue
-            record = _run_record(summary, str(file), effective_status(summary, file.parent))
-            if record is None:
-                continue
-            record["overrides"] = _training_overrides(file.parent / ".hydra" / "overrides.yaml")
-            runs.append(record)
-    return runs
-
-
-def read_wandb_runs(project: str, groups: Sequence[str] = (), api=None) -> list[dict]:
-    """Run summaries of a W&B project ("entity/project"), optionally only the given groups."""
-    filters = {"group": {"$in": list(groups)}} if groups else {}
-    runs = []
-    try:
-        if api is None:
-            import wandb
-
-            api = wandb.Api()
-        found = list(api.runs(project, filters=filters))
-    except Exception as exc:  # wandb raises its own types for a missing login, project or network
-        raise ConfigError(f"--wandb {project}: W&B cannot list its runs ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); check the ENTITY/PROJECT name, "
-                          "`wandb login` (or WANDB_API_KEY) and the network") from exc
-    for run in found:
-        summary = dict(run.summary)
-        status = summary.get("status")  # W&B's own heartbeat tells a run that died
-        if status == "running" and getattr(run, "state", "running") in ("crashed", "failed", "killed"):
-            status = "killed"
-        record = _run_record(summary, f"wandb:{project}/{run.id}", status)
-        if record is not None:
-            runs.append(record)
-    return runs
-
-
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line arguments that say which runs to read (shared by make_tables.py and plot_runs.py)."""
-    parser.add_argument("paths", nargs="*", type=Path,
-                        help="run folders, multirun or study folders, or summary.json files")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of this W&B project")
-    parser.add_argument("--group", action="append", default=[], help="only these W&B groups (repeatable)")
-
-
-def read_runs(args: argparse.Namespace) -> list[dict]:
-    """The runs named by `add_source_arguments`' arguments: summary files first, then W&B."""
-    if not args.paths and not args.wandb:
-        raise ConfigError("give run folders to read, or --wandb ENTITY/PROJECT")
-    runs = read_summaries(args.paths)
-    if args.wandb:
-        runs += read_wandb_runs(args.wandb, args.group)
-    return runs
-
-
-def _training_overrides(path: Path) -> dict[str, str]:
-    """{key: value} of the Hydra command-line overrides a run was launched with (`.hydra/overrides.yaml`),
-    without those in NOT_A_VARIANT; empty when the file is missing or unreadable."""
-    try:
-        lines = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else []
-    except Exception as exc:  # a torn or foreign file: the run still counts, as one of its cell's seeds
-        log.warning("%s cannot be read (%s); its run is grouped without its overrides", path, exc)
-        return {}
-    out = {}
-    for line in lines if isinstance(lines, list) else []:
-        key, _, value = str(line).lstrip("+~").partition("=")
-        if key not in KEY_OVERRIDES and not any(key == k or key.startswith(k + ".") or key.startswith(k + "/")
-                                                for k in NOT_A_VARIANT):
-            out[key] = value
-    return out
-
-
-def _run_record(summary: dict, source: str, status: Optional[str]) -> Optional[dict]:
-    missing = [k for k in RUN_FIELDS if k not in summary]
-    if missing:
-        log.warning("skipping %s: it lacks %s (not a finished epoch of an arlif run?)", source, missing)
-        return None
-    return {**{k: summary[k] for k in RUN_FIELDS}, "status": status, "source": source, "overrides": {}}
 
 
 @dataclass
