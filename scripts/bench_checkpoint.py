@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,15 +24,13 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from arlif.runner import checksum  # noqa: E402
-from arlif.runner.build import build_model  # noqa: E402
-from arlif.runner.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from arlif.runner.config import compose  # noqa: E402
-from arlif.runner.optim import build_optimizer, build_scheduler  # noqa: E402
-from arlif.runner.records import write_atomically  # noqa: E402
-from arlif.runner.runtime import rng_state  # noqa: E402
+from arlif.runner import checksum
+from arlif.runner.build import build_model
+from arlif.runner.checkpoint import load_checkpoint, save_checkpoint
+from arlif.runner.config import compose
+from arlif.runner.optim import build_optimizer, build_scheduler
+from arlif.runner.records import write_atomically
+from arlif.runner.runtime import rng_state
 
 
 def parse_args(argv=None):

@@ -33,11 +33,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from arlif.kernels import resolve_backend  # noqa: E402
-from arlif.models import create_model  # noqa: E402
-from arlif.neurons import NEURONS, build_neuron  # noqa: E402
+from arlif.kernels import resolve_backend
+from arlif.models import create_model
+from arlif.neurons import NEURONS, build_neuron
 
 CHANNELS, SIDE = 64, 32  # a layer's input is [T, N / (CHANNELS·SIDE²), CHANNELS, SIDE, SIDE]
 

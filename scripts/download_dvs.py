@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # runs from a checkout without installing the package
 
-from omegaconf import OmegaConf  # noqa: E402
-from torchvision.datasets.utils import extract_archive  # noqa: E402
+from omegaconf import OmegaConf
+from torchvision.datasets.utils import extract_archive
 
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.data import events  # noqa: E402
-from arlif.data.layout import check_split_sizes, no_empty_folders_left  # noqa: E402
-from arlif.errors import DataError  # noqa: E402
+from arlif.runner.cli import run_cli
+from arlif.data import events
+from arlif.data.layout import check_split_sizes, no_empty_folders_left
+from arlif.errors import DataError
 
 
 def prepare(name: str, source: str, archive, data_dir: Path) -> None:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # runs from a checkout without installing the package
 
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import OmegaConf
 
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.data.layout import check_split_sizes, no_empty_folders_left  # noqa: E402
-from arlif.data.static import TINY_LAYOUT, download_tiny_imagenet, tiny_imagenet_samples  # noqa: E402
+from arlif.runner.cli import run_cli
+from arlif.data.layout import check_split_sizes, no_empty_folders_left
+from arlif.data.static import TINY_LAYOUT, download_tiny_imagenet, tiny_imagenet_samples
 
 
 def prepare(data_dir: Path) -> None:

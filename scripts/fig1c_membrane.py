@@ -15,22 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+import numpy as np
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from arlif.reports.analysis import log_figure, membrane_potentials, perturbed_normal_inputs, step_distances  # noqa: E402
-from arlif.reports.csv_rows import write_rows  # noqa: E402
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.errors import ConfigError  # noqa: E402
-from arlif.neurons import NEURONS  # noqa: E402
+from arlif.reports.analysis import log_figure, membrane_potentials, perturbed_normal_inputs, step_distances
+from arlif.reports.csv_rows import write_rows
+from arlif.runner.cli import run_cli
+from arlif.errors import ConfigError
+from arlif.neurons import NEURONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,10 +53,11 @@ def check(args: argparse.Namespace) -> None:
 
 def plot(potentials: dict, distances: dict, path: Path) -> None:
     names = list(potentials)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), sharey=True, squeeze=False)
+    fig = Figure(figsize=(4.2 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)
     everything = np.concatenate([v.flatten().numpy() for v in potentials.values()])
     edges = np.linspace(*np.percentile(everything, [0.5, 99.5]), 80)
-    colors = plt.cm.viridis(np.linspace(0, 1, next(iter(potentials.values())).shape[0]))
+    colors = colormaps["viridis"](np.linspace(0, 1, next(iter(potentials.values())).shape[0]))
     for ax, name in zip(axes[0], names):
         for t, (row, color) in enumerate(zip(potentials[name].numpy(), colors)):
             ax.hist(row, bins=edges, density=True, histtype="step", color=color, label=f"t={t + 1}")
@@ -72,7 +68,6 @@ def plot(potentials: dict, distances: dict, path: Path) -> None:
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
 
 
 def main(args: argparse.Namespace) -> str:

@@ -16,17 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from arlif.reports.analysis import evaluate_runs, log_figure, run_labels, split_overrides  # noqa: E402
-from arlif.reports.csv_rows import write_rows  # noqa: E402
-from arlif.runner.cli import run_cli  # noqa: E402
+from arlif.reports.analysis import evaluate_runs, log_figure, run_labels, split_overrides
+from arlif.reports.csv_rows import write_rows
+from arlif.runner.cli import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +43,8 @@ def rows_of(results: list[dict], labels: list[str]) -> list[dict]:
 
 
 def plot(rows: list[dict], labels: list[str], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     for label in labels:
         mine = [r for r in rows if r["label"] == label]
         rates = [r["firing_rate"] for r in mine]
@@ -61,7 +57,6 @@ def plot(rows: list[dict], labels: list[str], path: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
 
 
 def main(args: argparse.Namespace) -> str:

@@ -15,24 +15,19 @@ per-channel values, empty for per-layer ones).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+import numpy as np
 
 from arlif.reports.analysis import log_figure, parameter_history
-from arlif.reports.runs import read_wandb_history  # noqa: E402
-from arlif.reports.csv_rows import write_rows  # noqa: E402
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.runner.records import read_metrics  # noqa: E402
-from arlif.errors import ConfigError, DataError  # noqa: E402
+from arlif.reports.runs import read_wandb_history
+from arlif.reports.csv_rows import write_rows
+from arlif.runner.cli import run_cli
+from arlif.runner.records import read_metrics
+from arlif.errors import ConfigError, DataError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,10 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def plot(history: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     for ax, kind, symbol in zip(axes, ("alpha", "beta"), ("α", "β")):
         layers = history[kind]
-        colors = plt.cm.viridis(np.linspace(0, 1, len(layers)))
+        colors = colormaps["viridis"](np.linspace(0, 1, len(layers)))
         for (layer, values), color in zip(layers.items(), colors):
             ax.plot(history["epoch"], values, color=color, label=layer, lw=1.2)
             if layer in history["range"][kind]:
@@ -63,7 +59,6 @@ def plot(history: dict, path: Path) -> None:
     axes[1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
 
 
 def csv_rows(history: dict) -> list[dict]:

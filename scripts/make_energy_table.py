@@ -19,13 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
-
-from arlif.reports.analysis import evaluate_runs, split_overrides  # noqa: E402
-from arlif.reports.csv_rows import write_rows  # noqa: E402
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.errors import DataError  # noqa: E402
-from arlif.reports.paper import DATASETS, MODELS, TABLE3  # noqa: E402
+from arlif.reports.analysis import evaluate_runs, split_overrides
+from arlif.reports.csv_rows import write_rows
+from arlif.runner.cli import run_cli
+from arlif.errors import DataError
+from arlif.reports.paper import DATASETS, MODELS, TABLE3
 
 COLUMNS = ["source", "dataset", "model", "neuron", "T", "params_M", "flops_M", "macs_M", "acs_M", "energy_uJ",
            "firing_rate", "test_acc"]

@@ -14,14 +14,11 @@ runs (seeds) of a cell.  tables.md says which numbers are copied and which measu
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
-
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.reports.results import PREAMBLE, build_tables, to_markdown, write_csv  # noqa: E402
-from arlif.reports.runs import add_source_arguments, read_runs  # noqa: E402
+from arlif.runner.cli import run_cli
+from arlif.reports.results import PREAMBLE, build_tables, to_markdown, write_csv
+from arlif.reports.runs import add_source_arguments, read_runs
 
 CSV_NAMES = ("table1.csv", "table2.csv", "table1_code.csv", "competitors_published.csv", "same_recipe.csv",
              "other_runs.csv")

@@ -13,15 +13,12 @@ marked at their last epoch.  Writes the PNGs and report.md (runs, result tables,
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without installing
-
-from arlif.reports.analysis import log_figures  # noqa: E402
-from arlif.runner.cli import run_cli  # noqa: E402
-from arlif.reports.curves import write_report  # noqa: E402
-from arlif.reports.runs import add_source_arguments, read_runs  # noqa: E402
+from arlif.reports.analysis import log_figures
+from arlif.runner.cli import run_cli
+from arlif.reports.curves import write_report
+from arlif.reports.runs import add_source_arguments, read_runs
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,9 +1,15 @@
-"""Session-wide test setup."""
+"""Session-wide test setup and the fixtures several test modules share (helpers.py has plain helpers)."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+# Every subprocess a test starts (train.py, the scripts, `python -c`) imports this checkout's arlif, even where
+# the installed one (`pip install -e .`) is another checkout's, as in a worktree or a mutation check's copy.
+REPO = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
 
 # Without CUDA the Triton kernel is tested through Triton's CPU interpreter.  Triton reads
 # this variable once, when it is first imported (which other test modules' imports can
@@ -22,16 +28,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-TINY_RUN = {"dataset": "synthetic", "model": "quickcnn", "logger": "none", "dataset.image_size": 8,
-            "dataset.train_size": 16, "dataset.test_size": 8, "trainer.num_workers": 0, "trainer.epochs": 1,
-            "batch_size": 8, "T": 2}
+@pytest.fixture
+def fresh_verdicts():
+    """The test judges the fused engines afresh, and leaves no verdict on a faulty engine behind."""
+    from arlif.kernels import selfcheck  # after TRITON_INTERPRET is set above
 
-
-def tiny_run(*overrides: str) -> list[str]:
-    """Overrides for a real training of a few seconds: synthetic 8×8 data, quickcnn, T=2, no logger and no
-    loader workers; `overrides` ("key=value") replace or add keys.  Test modules import it from here."""
-    values = dict(TINY_RUN)
-    for override in overrides:
-        key, _, value = override.partition("=")
-        values[key] = value
-    return [f"{key}={value}" for key, value in values.items()]
+    selfcheck.forget()
+    yield
+    selfcheck.forget()

@@ -11,7 +11,7 @@ from arlif.runner.config import CONF_DIR, compose
 from arlif.errors import CheckpointError
 from arlif.runner.evaluation import evaluate_checkpoint
 from arlif.runner.training import train
-from conftest import tiny_run
+from helpers import tiny_run
 
 # quickcnn on 2-channel 8x8 images of 4 classes: its head is fc [4, 256]
 TINY = tiny_run()

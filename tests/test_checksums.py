@@ -24,7 +24,7 @@ from arlif.runner.checkpoint import load_checkpoint, save_checkpoint
 from arlif.runner.config import CONF_DIR, compose
 from arlif.runner.evaluation import evaluate_checkpoint
 from arlif.runner.training import train
-from conftest import tiny_run
+from helpers import tiny_run
 from test_search import KILLER, TINY, finish, start, sweep_args
 
 REPO = CONF_DIR.parent

@@ -401,7 +401,7 @@ WIRING = {  # overrides of conf/neuron/<name>.yaml keys, and what the built laye
 def test_every_config_key_reaches_the_neuron(name):
     from arlif.runner.build import build_model
     from arlif.runner.config import compose, resolve
-    from conftest import tiny_run
+    from helpers import tiny_run
 
     overrides, check = WIRING[name]
     model = build_model(resolve(compose([*tiny_run("T=3"), f"neuron={name}", *overrides])))
@@ -413,7 +413,7 @@ def test_unknown_or_bad_neuron_keys_are_config_errors():
     from arlif.errors import ConfigError
     from arlif.runner.build import build_model
     from arlif.runner.config import compose, resolve, validate
-    from conftest import tiny_run
+    from helpers import tiny_run
 
     for overrides, message in ((["neuron=psn", "+neuron.decay=0.5"], "has no option decay"),
                                (["neuron=masked_psn", "neuron.order=9"], "order must lie in"),
@@ -428,7 +428,7 @@ def test_training_runs_the_masked_psn_schedule(tmp_path):
     """The loop calls on_epoch before each epoch: with lambda_rate 1 over 2 epochs, λ is 0 then 1."""
     from arlif.runner.config import compose, resolve
     from arlif.runner.training import TrainingRun
-    from conftest import tiny_run
+    from helpers import tiny_run
 
     cfg = resolve(compose([*tiny_run("trainer.epochs=2"), "neuron=masked_psn", "neuron.lambda_rate=1.0"]))
     run = TrainingRun(cfg, tmp_path, torch.device("cpu"))

@@ -20,16 +20,11 @@ from arlif.kernels import compiled, selfcheck
 from arlif.kernels.selfcheck import KernelCheckError
 from arlif.neurons import NEURONS, build_neuron
 
+pytestmark = pytest.mark.usefixtures("fresh_verdicts")  # tests/conftest.py
+
 T = 4
 CHANNELS = 6
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # on a GPU (scripts/gpu_check.sh) Inductor writes Triton
-
-
-@pytest.fixture(autouse=True)
-def fresh_verdicts():
-    selfcheck.forget()
-    yield
-    selfcheck.forget()
 
 
 def make(name, backend):

@@ -20,7 +20,7 @@ from arlif.models.layers import BN_MODES, SeqBatchNorm2d
 from arlif.models.sync_bn import SeqSyncBatchNorm, convert_sync_batchnorm
 from arlif.runner.build import build_model
 from arlif.runner.evaluation import evaluate_checkpoint
-from conftest import tiny_run
+from helpers import tiny_run
 from fixtures_data import write_cifar10_dvs
 
 REPO = CONF_DIR.parent

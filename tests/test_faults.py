@@ -26,7 +26,7 @@ from arlif.data.synthetic import build_synthetic
 from arlif.errors import CheckpointError, ConfigError
 from arlif.runner.evaluation import evaluate_checkpoint
 from arlif.runner.training import train
-from conftest import tiny_run
+from helpers import tiny_run
 from fixtures_data import cifar_checksums, write_cifar
 
 REPO = CONF_DIR.parent

@@ -15,7 +15,7 @@ from arlif.runner.config import compose
 from arlif.errors import ConfigError, DataError
 from arlif.reports.paper import TABLE3
 from arlif.runner.training import train
-from conftest import tiny_run
+from helpers import tiny_run
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TINY_RUN = tiny_run("experiment=quickstart", "dataset.train_size=64", "dataset.test_size=32", "batch_size=16",

@@ -22,16 +22,10 @@ from arlif.kernels.selfcheck import KernelCheckError
 from arlif.neurons import NeuronSpec, build_neuron
 from kernel_faults import Faulty
 
+pytestmark = pytest.mark.usefixtures("fresh_verdicts")  # tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[1]
 TRITON = arlif.kernels.triton_installed() and not torch.cuda.is_available()  # interpreter tests
-
-
-@pytest.fixture(autouse=True)
-def fresh_verdicts():
-    """Every test judges its engines afresh, and leaves no verdict on a faulty engine behind."""
-    selfcheck.forget()
-    yield
-    selfcheck.forget()
 
 
 @pytest.fixture

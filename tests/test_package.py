@@ -122,3 +122,13 @@ def test_git_ignores_install_and_build_leftovers():
                  "arlif.egg-info/PKG-INFO"]
     out = subprocess.run(["git", "check-ignore", "--no-index", *leftovers], cwd=ROOT, capture_output=True, text=True)
     assert out.stdout.split() == leftovers
+
+
+def test_a_script_runs_from_outside_the_checkout_after_the_readme_install(tmp_path):
+    """requirements.txt installs the checkout (`-e .`), so scripts need no sys.path edit: make_tables.py, started
+    from another folder with no PYTHONPATH, imports arlif and ends a bad input with its one error line."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tables.py"), str(tmp_path / "nothing")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "does not exist" in out.stderr, out.stderr
+    assert "-e ." in (ROOT / "requirements.txt").read_text().splitlines()

@@ -18,7 +18,7 @@ from arlif.runner.build import build_model
 from arlif.runner.evaluation import evaluate_checkpoint
 from arlif.runner.training import train
 from arlif.runner.tracking import WandbRun
-from conftest import tiny_run
+from helpers import tiny_run
 
 TINY = tiny_run("trainer.epochs=2", "batch_size=16", "dataset.train_size=64", "dataset.test_size=32",
                 "dataset.noise=3.0")

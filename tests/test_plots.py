@@ -22,7 +22,7 @@ from arlif.errors import ConfigError, DataError
 from arlif.reports.results import build_tables
 from arlif.reports.runs import read_summaries
 from arlif.runner.tracking import flatten
-from conftest import tiny_run
+from helpers import tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two learning rates x two seeds.  With the preset's AdamW, lr = 1e7 overflows the loss in epoch 2 on this

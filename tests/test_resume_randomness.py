@@ -20,7 +20,7 @@ from arlif.runner.config import compose
 from arlif.data.sample_seeds import SeededSamples
 from arlif.runner.training import TrainingRun, train
 from arlif.runner.runtime import rng_state
-from conftest import tiny_run
+from helpers import tiny_run
 
 TINY = tiny_run()
 

@@ -40,7 +40,7 @@ from arlif.search.space import hydra_value, search_space
 from arlif.search.study import build_pruner, build_sampler, check_objective, is_orphan, make_storage, owner_stamp
 from arlif.search.sweep import SUBDIR, StudySweep
 from arlif.search.trial import trial_reporter
-from conftest import tiny_run
+from helpers import tiny_run
 
 REPO = CONF_DIR.parent
 TINY = """\

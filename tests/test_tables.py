@@ -14,7 +14,7 @@ import pytest
 from arlif.reports.paper import PUBLISHED, TABLE1, TABLE1_CODE, TABLE2
 from arlif.reports.results import build_tables, to_markdown
 from arlif.reports.runs import read_summaries, read_wandb_runs
-from conftest import tiny_run
+from helpers import tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # Quick-start scale: the quickstart preset on a small synthetic dataset, 2 epochs.

@@ -20,7 +20,7 @@ from arlif.errors import ConfigError
 from arlif.runner.build import batch_sizes
 from arlif.runner.config import CONF_DIR, compose, validate
 from arlif.runner.training import train
-from conftest import tiny_run
+from helpers import tiny_run
 
 TINY = tiny_run("trainer.epochs=2")  # 16 training and 8 test images in batches of 8: one graph each
 LOSSES = ("train_loss", "test_loss")

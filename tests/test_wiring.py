@@ -16,7 +16,7 @@ from arlif.neurons import ARLIF, LIF, neuron_layers
 from arlif.runner.optim import build_optimizer, build_scheduler
 from arlif.runner.build import build_loss, build_model, load_data
 from arlif.runner.training import TrainingRun
-from conftest import tiny_run
+from helpers import tiny_run
 from test_loss import LABELS, O, mse_by_hand, onehot, tet_by_hand
 
 CPU = torch.device("cpu")
