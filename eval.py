@@ -13,7 +13,7 @@ from arlif.runner.cli import run_cli, run_hydra, share_checkout
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from arlif.runner.evaluation import evaluate_checkpoint
-    from arlif.runner.runfolder import remove_failed_start
+    from arlif.runner.launch_guard import remove_failed_start
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)

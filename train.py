@@ -20,7 +20,7 @@ from arlif.runner.cli import exit_as_run_ended, run_cli, run_hydra, share_checko
 def main(cfg: DictConfig) -> None:
     from arlif.runner.training import train
     from arlif.search.trial import trial_reporter
-    from arlif.runner.runfolder import remove_failed_start
+    from arlif.runner.launch_guard import remove_failed_start
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

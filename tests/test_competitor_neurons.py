@@ -351,7 +351,7 @@ def test_parameter_log_handles_vectors():
     """Per-layer scalars log as floats, per-channel and per-step values as mean/min/max, in metrics.jsonl's
     nested form and W&B's flat one; Fig. 3's reader gets the mean and the range from both."""
     from arlif.reports.analysis import parameter_history
-    from arlif.runner.engine import neuron_parameters
+    from arlif.runner.steps import neuron_parameters
     from arlif.runner.tracking import flatten
 
     net = create_model("quickcnn", num_classes=3, in_channels=1, image_size=8, neuron="glif", T=4)

@@ -30,7 +30,7 @@ from helpers import tiny_run
 from fixtures_data import cifar_checksums, write_cifar
 
 REPO = CONF_DIR.parent
-# 16 batches per epoch: a stop takes effect at the check after batch 10 (arlif.runner.engine.CHECK_EVERY)
+# 16 batches per epoch: a stop takes effect at the check after batch 10 (arlif.runner.steps.CHECK_EVERY)
 FAULT = tiny_run("trainer.epochs=3", "batch_size=4", "dataset.train_size=64", "dataset.test_size=32",
                  "dataset.noise=3.0", "trainer.deterministic=true")
 BATCHES = 16

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from arlif.runner.engine import Trainer
+from arlif.runner.steps import StepRunner
 from arlif.instruments.firing_rates import FiringRateMonitor, mean_rate
 from arlif.neurons import ARLIF, LIF
 from arlif.runner.runtime import resolve_precision
@@ -45,9 +45,9 @@ class TwoLayers(nn.Module):
 
 
 def evaluate(data, temporal, batch_size, T=3):
-    """Trainer.evaluate (the loop every run uses) over `data` in batches of `batch_size`, the last one smaller."""
+    """StepRunner.evaluate (the loop every run uses) over `data` in batches of `batch_size`, the last one smaller."""
     loader = DataLoader(TensorDataset(data, torch.zeros(len(data), dtype=torch.long)), batch_size=batch_size)
-    trainer = Trainer(TwoLayers(), lambda logits, y: logits.sum() * 0, None, CPU, resolve_precision("fp32", CPU), T,
+    trainer = StepRunner(TwoLayers(), lambda logits, y: logits.sum() * 0, None, CPU, resolve_precision("fp32", CPU), T,
                       temporal, progress_bar=False)
     return trainer.evaluate(loader)
 
@@ -92,7 +92,7 @@ def _evaluate_rank(rank, init_file, results):
 
 
 def test_two_processes_combine_rates_weighted_by_samples(tmp_path):
-    """Trainer._combine over a real process group: rank 0 sees 11/12 and rank 1 1/8 of layer a spiking;
+    """StepRunner._combine over a real process group: rank 0 sees 11/12 and rank 1 1/8 of layer a spiking;
     together 12/20 (the unweighted mean of the two ranks would be 0.52).  Forked: no second import."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()

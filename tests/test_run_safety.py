@@ -28,7 +28,7 @@ from arlif.data.layout import no_empty_folders_left
 from arlif.errors import ConfigError
 from arlif.runner.training import train
 from arlif.reports.runs import read_summaries, read_wandb_runs
-from arlif.runner.runfolder import RunFolderGuard
+from arlif.runner.launch_guard import RunFolderGuard
 from arlif.runner.runlock import LOCK_NAME, STALE_AFTER_S, RunFolderBusy, RunLock, effective_status, holder_gone, this_process
 from test_faults import BATCHES, DRIVE, FAULT, REPO, interactive, rows, run_driver
 

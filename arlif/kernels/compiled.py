@@ -21,7 +21,7 @@ CUDA) and keeps far fewer tensors for the backward than eager autograd does.
   `compiled` backend raises `KernelCheckError`.
 - Only those marked dims are dynamic (Dynamo's automatic dynamic shapes are off for these
   calls), so neurons of one class that differ in a constant get a graph each.
-- `auto` compiles only inputs of at least 65,536 elements per step (a layer of a real training
+- `auto` compiles only inputs of at least AUTO_MIN_ELEMENTS = 65,536 elements per step (a layer of a real training
   batch); smaller ones, as in unit tests and quick probes, run the eager loop.
 - Inside a model that is being compiled as a whole (`trainer.compile`), the neuron's loop is
   simply traced into the model's graph.
@@ -54,7 +54,7 @@ def available(device: torch.device) -> bool:
 def worth_compiling(x: Tensor) -> bool:
     """Whether `auto` compiles for x.  Below AUTO_MIN_ELEMENTS per step (a unit test, a notebook's probe)
     the eager loop takes a few milliseconds, and a compile (seconds) would pay off only over thousands of
-    calls; every layer of a real training batch is larger (the quick start's smallest: 65,536)."""
+    calls; every layer of a real training batch is at least as large (the quick start's smallest is the threshold)."""
     return x[0].numel() >= AUTO_MIN_ELEMENTS
 
 

@@ -21,8 +21,8 @@ The step-loop contract.  Every neuron writes its dynamics once, readably, as
 (`fused_kernel=True`: AR-LIF and LIF through `arlif.kernels.fused_spikes`) runs `fused(x)`
 unless backend="reference" or "compiled" or `store_v` is set, or no fused engine serves the
 call; everything else runs `step_loop`, compiled by torch.compile for backend="compiled" and
-for "auto" where Inductor generates code for the device and the input has at least 65,536
-elements per step (`arlif.kernels.compiled`).  With
+for "auto" where Inductor generates code for the device and the input has at least
+`arlif.kernels.compiled.AUTO_MIN_ELEMENTS` elements per step.  With
 `store_v` the eager loop runs and the detached states of the call are kept in `self.states`.
 
 A neuron whose constants follow a training schedule (masked PSN's λ) keeps them in buffers

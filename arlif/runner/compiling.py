@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from arlif.errors import ConfigError, user_error_in
-from arlif.runner.engine import Trainer
+from arlif.runner.steps import StepRunner
 from arlif.runner.runtime import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def compile_mode(cfg: DictConfig) -> Optional[str]:
     return "default" if value is True else value
 
 
-def compile_model(trainer: Trainer, cfg: DictConfig, sample_shape: tuple, eval_batch_sizes: set) -> float:
+def compile_model(trainer: StepRunner, cfg: DictConfig, sample_shape: tuple, eval_batch_sizes: set) -> float:
     """Compile `trainer.model` as `trainer.compile` says and warm up every graph; returns the seconds it took.
 
     `sample_shape` is one sample as the loader yields it; `eval_batch_sizes` the sizes of the test and

@@ -14,7 +14,7 @@ from arlif.models import count_parameters
 from arlif.runner.build import build_loss, build_model, load_data, make_test_loader
 from arlif.runner.checkpoint import check_model_fits, load_checkpoint
 from arlif.runner.config import resolve, validate
-from arlif.runner.engine import Trainer, neuron_parameters
+from arlif.runner.steps import StepRunner, neuron_parameters
 from arlif.runner.records import BEST, EVAL, write_json
 from arlif.runner.runtime import resolve_device, resolve_precision
 
@@ -57,7 +57,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path, overrides: Sequence[str]
     bundle, _, _ = load_data(run_cfg)
     loader = make_test_loader(bundle.test, run_cfg, device)
     model.to(device)
-    trainer = Trainer(model, build_loss(run_cfg), None, device, resolve_precision("fp32", device), run_cfg.T,
+    trainer = StepRunner(model, build_loss(run_cfg), None, device, resolve_precision("fp32", device), run_cfg.T,
                       bundle.temporal, progress_bar=run_cfg.trainer.progress_bar,
                       limit_test_batches=run_cfg.trainer.limit_test_batches)
     with SynapticOpCounter(model) as ops:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from arlif.errors import CheckpointError
 from arlif.runner import distributed
 from arlif.runner.checkpoint import check_model_fits, copy_checkpoint, load_checkpoint
-from arlif.runner.engine import Trainer
+from arlif.runner.steps import StepRunner
 from arlif.runner.progress import Progress
 from arlif.runner.records import BEST, LAST
 from arlif.runner.runtime import is_main_process, set_rng_state
@@ -82,7 +82,7 @@ def check_same_network(state: dict, cfg: DictConfig, path: Path) -> None:
                               "resume with the checkpoint's model and neuron, or start a new run folder")
 
 
-def restore_training(trainer: Trainer, scheduler, state: dict, path: Path, cfg: DictConfig) -> None:
+def restore_training(trainer: StepRunner, scheduler, state: dict, path: Path, cfg: DictConfig) -> None:
     """Model, optimizer, scaler and scheduler from `state`; a mismatch is a CheckpointError naming `path`."""
     check_model_fits(trainer.model, state, path, cfg)
     try:

@@ -31,7 +31,7 @@ from arlif.runner.checkpoint import copy_checkpoint, save_checkpoint
 from arlif.runner.compiling import compile_mode, compile_model
 from arlif.runner.config import resolve, validate
 from arlif.runner.debugging import anomaly_detection, fixed_batches_loader, log_overfit_verdict, overfit_verdict
-from arlif.runner.engine import Trainer, neuron_parameters
+from arlif.runner.steps import StepRunner, neuron_parameters
 from arlif.runner.optim import build_optimizer, build_scheduler
 from arlif.runner.preemption import StopSignals
 from arlif.runner.profiling import StepProfiler
@@ -89,7 +89,7 @@ class TrainingRun:
         parallel = None
         if distributed.is_distributed():
             parallel = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        self.trainer = Trainer(model, loss_fn, optimizer, device, precision, cfg.T, bundle.temporal,
+        self.trainer = StepRunner(model, loss_fn, optimizer, device, precision, cfg.T, bundle.temporal,
                                None if overfit else bundle.batch_transform, cfg.trainer.progress_bar,
                                cfg.trainer.limit_train_batches, cfg.trainer.limit_test_batches, train_module=parallel)
         self.profiler = StepProfiler(cfg, self.run_dir, model, loss_fn, device, precision, len(self.train_loader))

@@ -1,4 +1,5 @@
-"""One training and evaluation loop for every dataset and model.
+"""The batch level of a run: `StepRunner` trains or evaluates one pass over a loader (TrainingRun, in
+arlif.runner.training, owns the epochs around it), for every dataset and model.
 
 Batches come from the loader batch-first: static images [B, C, H, W] (the model repeats
 them over T) or event frames [B, T, C, H, W] (moved to [T, B, C, H, W] here).  The
@@ -46,8 +47,8 @@ def neuron_parameters(model: nn.Module) -> dict[str, dict]:
     return out
 
 
-class Trainer:
-    """Runs epochs of training and evaluation of one model on one device.
+class StepRunner:
+    """Runs one pass of training or evaluation over a loader, batch by batch, for one model on one device.
 
     `train_module` runs the training forward passes (the DistributedDataParallel wrapper of
     `model` when several processes train); evaluation and state dicts use `model` itself.
