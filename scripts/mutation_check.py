@@ -429,6 +429,17 @@ MUTANTS = (
     Mutant("profile-data-loading-uncounted", "arlif/runner/profiling.py",
            'elif name.startswith("enumerate(DataLoader)"):', "elif False:",
            (PROFILE,)),
+    # Issue 25: the layering and the install.
+    Mutant("kernel-imports-the-neurons-face", "arlif/kernels/cpu.py",
+           "from arlif.spikes.dynamics import RESET_CODES\n",
+           "from arlif.spikes.dynamics import RESET_CODES\nfrom arlif.neurons import RESETS as _RESETS  # noqa: F401\n",
+           ("tests/test_architecture.py",)),
+    Mutant("search-reads-records-undocumented", "arlif/search/sweep.py",
+           "from arlif.runner.runlock import live_holder\n",
+           "from arlif.runner.runlock import live_holder\nfrom arlif.runner.records import SUMMARY  # noqa: F401\n",
+           ("tests/test_architecture.py",)),
+    Mutant("requirements-skip-the-checkout", "requirements.txt", "\n-e .\n", "\n",
+           ("tests/test_package.py::test_a_script_runs_from_outside_the_checkout_after_the_readme_install",)),
 )
 
 

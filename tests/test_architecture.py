@@ -8,6 +8,7 @@ the runner imports neither reports nor search, and the module graph has no cycle
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,19 @@ def test_importing_the_neurons_loads_no_framework_and_timm_finds_the_models_eith
             assert lines.pop(0) == "[]"
         name, count = lines[0].split()
         assert name == "SpikingVGG" and int(count) >= 5
+
+
+def test_the_architecture_doc_lists_what_reports_and_search_import_from_the_runner():
+    """docs/architecture.md's table "What they import from the runner" names, per module, exactly the runner
+    modules that module imports (top-level and lazy imports alike)."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    section = text.split("What they import from the runner", 1)[1].split("\n\n", 2)[1]
+    runner = {p.stem for p in (PACKAGE / "runner").glob("*.py")}
+    documented = {}
+    for row in section.splitlines()[2:]:
+        importer, imported = row.strip("|").split("|")
+        names = {token.split(".")[0] for token in re.findall(r"`([\w.]+)", imported)}
+        documented["arlif." + importer.strip().strip("`").removesuffix(".py").replace("/", ".")] = names & runner
+    actual = {source: {t.split(".")[2] for t in targets if t.startswith("arlif.runner.")}
+              for source, targets in graph().items() if layer(source) in ("reports", "search")}
+    assert documented == {source: names for source, names in actual.items() if names}
