@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from arlif.kernels import compiled, selfcheck
+from arlif.kernels import compiled
 from arlif.kernels.selfcheck import KernelCheckError
 from arlif.neurons import NEURONS, build_neuron
 
