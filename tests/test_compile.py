@@ -88,7 +88,8 @@ def step(model, x):
     return out.detach(), grads
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
+# The ResNet runs every backend; the VGG (shared BN, a flatten head, CLIF compiled) repeats them: `-m slow`.
+@pytest.fixture(scope="module", params=["resnet", pytest.param("vgg", marks=pytest.mark.slow)])
 def eager_and_compiled(request):
     torch.manual_seed(0)
     model = MODELS[request.param]().to(DEVICE).train()

@@ -216,7 +216,8 @@ def test_bad_settings_are_config_errors(ibm_dir):
         build_data(ibm_cfg(ibm_dir[0], T=0))
 
 
-@pytest.mark.parametrize("name", ["cifar10_dvs", "dvs_gesture"])
+# CIFAR10-DVS through train.py by default; DVS128 Gesture repeats that path with its own files (`-m slow`).
+@pytest.mark.parametrize("name", ["cifar10_dvs", pytest.param("dvs_gesture", marks=pytest.mark.slow)])
 def test_two_batch_training_run_through_train_py(dvs_dir, ibm_dir, tmp_path, name):
     # (Gesture frames are resized to 32x32 here only to keep the small model fast on a CPU)
     data_dir, overrides = ((dvs_dir, ["dataset.test_per_class=3", "dataset.split_sizes=[10,30]"])

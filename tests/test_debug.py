@@ -31,7 +31,7 @@ PROFILE_TOLERANCE = 0.05
 KEPT = ("experiment", "dataset", "model", "neuron", "loss", "optimizer", "T", "batch_size", "seed")
 
 
-def test_every_debug_preset_composes_with_every_experiment():
+def check_debug_presets(experiments):
     """Each preset sets its debug keys on top of the experiment and leaves the experiment itself alone
     (compared with `anomaly`, which only switches anomaly detection on)."""
     assert {p.stem for p in (CONF_DIR / "debug").glob("*.yaml")} == set(DEBUG_PRESETS)
@@ -40,7 +40,7 @@ def test_every_debug_preset_composes_with_every_experiment():
             run_dir = compose(config_name="config", overrides=["experiment=quickstart", f"debug={preset}"],
                               return_hydra_config=True).hydra.run.dir
             assert run_dir.startswith(f"outputs/debug/{preset}-") or preset == "anomaly", run_dir
-        for experiment in EXPERIMENTS:
+        for experiment in experiments:
             configs = {preset: compose(config_name="config", overrides=[f"experiment={experiment}", f"debug={preset}"])
                        for preset in DEBUG_PRESETS}
             base = configs["anomaly"]
@@ -57,6 +57,16 @@ def test_every_debug_preset_composes_with_every_experiment():
                     assert t.overfit_batches == 2 and t.epochs >= 50
                 elif preset == "profile":
                     assert (t.epochs, t.profile_warmup, t.profile_steps) == (1, 3, 5)
+
+
+def test_every_debug_preset_composes_with_an_experiment_of_each_kind():
+    """The first preset of each experiment folder (quick start, Table 1, Table 2, released code, comparisons)."""
+    check_debug_presets(sorted({e.rpartition("/")[0]: e for e in reversed(EXPERIMENTS)}.values()))
+
+
+@pytest.mark.slow
+def test_every_debug_preset_composes_with_every_experiment():
+    check_debug_presets(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("override", ["trainer.overfit_batches=0", "trainer.profile_steps=-1",

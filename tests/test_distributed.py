@@ -64,6 +64,7 @@ def submitit_local(tmp_path, *overrides):
     return sorted((tmp_path / "sweep").glob("*/summary.json"))
 
 
+@pytest.mark.slow  # the launcher path is the two-task job's below; this adds a second job
 def test_submitit_local_multirun_of_two_jobs(tmp_path):
     summaries = submitit_local(tmp_path, "seed=1,2", "trainer.epochs=1")
     assert [json.loads(p.read_text())["seed"] for p in summaries] == [1, 2]

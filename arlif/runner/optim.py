@@ -10,7 +10,6 @@ rate (`neuron_lr_scale`), as GLIF trains its gates (no decay, gates at lr/10).
 from __future__ import annotations
 
 import torch
-from timm.optim import param_groups_weight_decay
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -65,6 +64,8 @@ def _param_groups(model: nn.Module, cfg) -> list[dict]:
     if c.decay_all_params:
         groups = [{"params": list(rest), "weight_decay": c.weight_decay}]
     else:
+        from timm.optim import param_groups_weight_decay  # importing timm takes seconds: only this recipe pays
+
         groups = param_groups_weight_decay(rest, c.weight_decay)
     apart_groups: dict[tuple[float, float], list] = {}  # (lr scale, weight decay) -> parameters
     for name, p in apart.values():
