@@ -175,6 +175,19 @@ def test_same_recipe_grid_swaps_only_the_neuron():
     assert {c.preset for c, _ in pairs} == {c.preset for c in TABLE1} and {n for _, n in pairs} == set(neurons)
 
 
+@pytest.mark.parametrize("neuron,own_decay", [("glif", 0.0), ("arlif", 5e-5), ("plif", 5e-5)])
+def test_same_recipe_grid_decays_a_neurons_parameters_as_its_own_code_does(neuron, own_decay):
+    """GLIF's train.py exempts its neuron parameters from weight decay (conf/neuron/glif.yaml own_weight_decay), so
+    AR-LIF's recipe does not decay them; AR-LIF's code decays its own, and PLIF says nothing: the recipe's decay."""
+    cfg = resolve(compose(["experiment=table1/cifar10_resnet18_t4", f"neuron={neuron}"]))
+    model = meta_model(cfg)
+    own = {id(p) for _, layer in neuron_layers(model) for p in layer.parameters()}
+    decay = {id(p): g["weight_decay"] for g in build_optimizer(model, cfg).param_groups for p in g["params"]}
+    assert cfg.optimizer.weight_decay == 5e-5 and cfg.optimizer.neuron_weight_decay is None and own
+    assert {decay[i] for i in own} == {own_decay}
+    assert {d for i, d in decay.items() if i not in own} == {5e-5}
+
+
 # One real epoch on synthetic data per distinct architecture and neuron of the comparison presets: the as-published
 # presets, the released-code preset, and Table 1 presets with the neurons no published preset uses.
 SYNTHETIC = ["dataset=synthetic", "dataset.num_classes=4", "dataset.train_size=8", "dataset.test_size=4",
