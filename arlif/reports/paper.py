@@ -177,7 +177,8 @@ PUBLISHED = _published()
 
 @dataclass(frozen=True)
 class EnergyRow:
-    """One row of the paper's Table 3 (per test sample; FLOPs, MACs, ACs in millions, energy in µJ)."""
+    """One row of the paper's Table 3 (per test sample; FLOPs, MACs, ACs in millions, energy in µJ).  The
+    DVS-Gesture row is at T = 20 as the table says; the paper's text says its Gesture energy ran at T = 4."""
 
     dataset: str
     model: str
