@@ -241,6 +241,21 @@ def test_a_key_field_chosen_on_the_command_line_is_no_variant(tmp_path):
     assert table1.rows[0]["runs"] == 2 and [r["variant"] for r in other.rows] == ["neuron.decay=0.3"]
 
 
+def test_runs_started_from_checkpoints_are_one_variant_whatever_the_paths(tmp_path):
+    """TIT: each seed continues from its own T = 2 run (trainer.init_weights=<its folder>); those seeds are one
+    group, apart from the runs trained from scratch."""
+    launches = {"a": (2022, []), "b": (2022, ["trainer.init_weights=/runs/t2-seed2022"]),
+                "c": (2023, ["trainer.init_weights=/runs/t2-seed2023"])}
+    for folder, (seed, overrides) in launches.items():
+        (tmp_path / folder / ".hydra").mkdir(parents=True)
+        (tmp_path / folder / "summary.json").write_text(json.dumps(summary(seed=seed)))
+        (tmp_path / folder / ".hydra" / "overrides.yaml").write_text(
+            "".join(f"- {o}\n" for o in ["experiment=table1/cifar10_resnet18_t4", *overrides]))
+    table1, *_, other = build_tables(read_summaries([tmp_path]))
+    assert table1.rows[0]["runs"] == 1
+    assert [(r["variant"], r["runs"]) for r in other.rows] == [("trainer.init_weights=<a checkpoint>", 2)]
+
+
 def test_a_cell_takes_the_preset_runs_and_lists_other_launch_values_apart():
     """Runs of one cell launched with an extra override (here a 2-epoch try) are another group, under
     "Other runs" with their variant; the preset's own runs (no such override) fill the paper cell."""

@@ -1,4 +1,5 @@
-"""Continuing a run from a checkpoint: which one, whether it fits, and restoring what it holds."""
+"""Continuing a run from a checkpoint: which one, whether it fits, and restoring what it holds; and starting a
+new run from another run's weights (`trainer.init_weights`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from omegaconf import DictConfig
 
 from arlif.errors import CheckpointError
 from arlif.runner import distributed
-from arlif.runner.checkpoint import check_model_fits, copy_checkpoint
+from arlif.runner.checkpoint import check_model_fits, copy_checkpoint, load_checkpoint
 from arlif.runner.engine import Trainer
 from arlif.runner.progress import Progress
-from arlif.runner.records import BEST
+from arlif.runner.records import BEST, LAST
 from arlif.runner.runtime import is_main_process, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,23 @@ def check_same_network(state: dict, cfg: DictConfig, path: Path) -> None:
         raise CheckpointError(f"checkpoint {path} holds a {theirs['model']['name']} with {theirs['neuron']['name']} "
                               f"neurons but this run builds a {cfg.model.name} with {cfg.neuron.name} neurons; "
                               "resume with the checkpoint's model and neuron, or start a new run folder")
+
+
+def load_initial_weights(model, cfg: DictConfig) -> None:
+    """`trainer.init_weights`: a fresh run's network starts from a checkpoint's weights (a run folder means its
+    last.pt), nothing else of it: optimizer, schedule, epochs and random state start anew.  This is TET's TIT:
+    train at a small T, then continue at the target T from that run (the weights of T-independent networks fit
+    any T)."""
+    if cfg.trainer.init_weights is None:
+        return
+    path = Path(str(cfg.trainer.init_weights))
+    if path.is_dir():
+        path = path / LAST
+    state = load_checkpoint(path, "initialise")
+    check_same_network(state, cfg, path)
+    check_model_fits(model, state, path, cfg)
+    model.load_state_dict(state["model"])
+    log.info("weights from %s (trained at T=%s, epoch %d)", path, state["config"].get("T"), state["epoch"])
 
 
 def restore_training(trainer: Trainer, scheduler, state: dict, path: Path, cfg: DictConfig) -> None:
