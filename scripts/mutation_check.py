@@ -52,6 +52,10 @@ PUBLISHED_PRESET = "tests/test_compare_presets.py::test_published_preset_has_tha
 ANTIALIAS = "tests/test_data_events.py::test_antialiasing_is_part_of_the_cache_key_and_changes_the_frames"
 CUTOUT_DRAWS = "tests/test_data_static.py::test_clif_cutout_draws_follow_torchtoolbox_defaults"
 VERDICT_BY_HAND = "tests/test_tables.py::test_verdict_agrees_with_a_hand_computed_welch_interval"
+CUTOUT_PIPELINE = ("tests/test_data_static.py::"
+                   "test_clif_recipe_cuts_the_8bit_image_after_the_crop_and_before_flip_and_normalize")
+RELEASED_CODE_PRESET = ("tests/test_compare_presets.py::"
+                        "test_released_code_preset_is_the_paper_preset_with_the_codes_differences")
 
 
 @dataclass(frozen=True)
@@ -447,7 +451,7 @@ MUTANTS = (
            (PUBLISHED_PRESET,)),
     Mutant("released-code-t4-batch-16", "conf/experiment/table1_code/cifar10_dvs_vggsnn_t4.yaml",
            "batch_size: 32", "batch_size: 16",
-           ("tests/test_compare_presets.py::test_released_code_preset_is_the_paper_preset_with_the_codes_differences",)),
+           (RELEASED_CODE_PRESET,)),
     Mutant("published-table-one-seed", "conf/table/compare_published.yaml",
            "      seed: 2022, 2023, 2024\n", "",
            ("tests/test_compare_presets.py::test_comparison_tables_are_one_multirun",)),
@@ -469,7 +473,7 @@ MUTANTS = (
     Mutant("clif-cutout-after-the-flip", "arlif/data/static.py",
            "ToolboxCutout(),\n                 v2.RandomHorizontalFlip(),",
            "v2.RandomHorizontalFlip(),\n                 ToolboxCutout(),",
-           ("tests/test_data_static.py::test_clif_recipe_cuts_the_8bit_image_after_the_crop_and_before_flip_and_normalize",)),
+           (CUTOUT_PIPELINE,)),
     Mutant("glif-own-weight-decay-ignored", "arlif/runner/optim.py",
            'elif cfg.neuron.get("own_weight_decay") is not None:', "elif False:",
            ("tests/test_compare_presets.py::test_same_recipe_grid_decays_a_neurons_parameters_as_its_own_code_does",)),
@@ -492,9 +496,15 @@ MUTANTS = (
     Mutant("verdict-seeds-to-resolve-off-by-one", "arlif/reports/verdict.py",
            "    return most\n", "    return most + 1\n",
            (VERDICT_BY_HAND,)),
+    Mutant("init-weights-ignored", "arlif/runner/training.py",
+           "            load_initial_weights(model, cfg)\n", "            pass\n",
+           ("tests/test_wiring.py::test_init_weights_starts_a_run_at_another_T_from_a_trained_run",)),
+    Mutant("init-weights-path-splits-seeds", "arlif/reports/results.py",
+           "out[key] = ANY_VALUE.get(key, value)", "out[key] = value",
+           ("tests/test_tables.py::test_runs_started_from_checkpoints_are_one_variant_whatever_the_paths",)),
     Mutant("same-recipe-verdict-on-final-epoch", "arlif/reports/results.py",
-           'best = compare(arlif._values("test_acc_best"), group._values("test_acc_best"))',
-           'best = compare(arlif._values("test_acc_final"), group._values("test_acc_final"))',
+           'best = compare(arlif.values("test_acc_best"), group.values("test_acc_best"))',
+           'best = compare(arlif.values("test_acc_final"), group.values("test_acc_final"))',
            ("tests/test_tables.py::test_competitor_rows_published_rerun_and_same_recipe_beside_arlif",)),
 )
 

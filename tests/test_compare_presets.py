@@ -97,8 +97,8 @@ def test_published_preset_has_that_papers_recipe(cell):
         assert cfg.neuron.decay == 0.25  # TEBN's LIF, τ = 0.25
     if cell.method == "glif":  # GLIF's layers.py: Vth / (2 · 4) at every T
         assert cfg.neuron.init_linear_decay == 0.0625
-        assert float(torch.sigmoid(build_neuron("glif", channels=1, T=cell.T, **neuron_kwargs(cfg)).linear_decay.detach())) \
-            == pytest.approx(0.0625)
+        glif = build_neuron("glif", channels=1, T=cell.T, **neuron_kwargs(cfg))
+        assert float(torch.sigmoid(glif.linear_decay.detach())) == pytest.approx(0.0625)
     if cell.method == "glif" and cell.dataset == "cifar10":
         assert list(cfg.dataset.std) == [0.247, 0.243, 0.261]
 

@@ -72,7 +72,8 @@ def test_multirun_table_equals_run_summaries(tiny_tables):
             (s["experiment"], s["dataset"], s["model"], s["T"])
         assert float(row["best_mean"]) == pytest.approx(statistics.fmean(best))
         assert float(row["best_std"]) == pytest.approx(statistics.stdev(best))
-        assert float(row["final_mean"]) == pytest.approx(statistics.fmean(r["test_acc_final"] for r in summaries[neuron]))
+        final = [r["test_acc_final"] for r in summaries[neuron]]
+        assert float(row["final_mean"]) == pytest.approx(statistics.fmean(final))
         assert (row["runs"], row["epochs"]) == ("3", "2/2")
         assert f"{statistics.fmean(best):.2f} ± {statistics.stdev(best):.2f}" in printed
     same = read_csv(out / "same_recipe.csv")

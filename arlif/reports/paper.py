@@ -61,7 +61,7 @@ class Cell:
 
 
 # What a copied number is: its statistic (`PublishedCell.statistic`), as the competitors' sources give it.
-STATISTICS = {"seed_mean": "mean of {n} seeds", "best_epoch": "best epoch of one run", "final_epoch": "final epoch",
+STATISTICS = {"seed_mean": "mean of {n} seeds", "best_epoch": "best epoch of one run",
               "checkpoint": "released checkpoint", "not_stated": "not stated"}
 
 

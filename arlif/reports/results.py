@@ -155,16 +155,17 @@ class Group:
     key: tuple
     runs: list[dict]
 
-    def _values(self, field: str) -> list[float]:
+    def values(self, field: str) -> list[float]:
+        """The runs' values of `field` (a summary key), leaving out missing ones."""
         return [r[field] for r in self.runs if r[field] is not None]
 
     def mean(self, field: str) -> Optional[float]:
-        values = self._values(field)
+        values = self.values(field)
         return statistics.fmean(values) if values else None
 
     def std(self, field: str) -> Optional[float]:
         """Sample standard deviation over seeds; None for fewer than two runs."""
-        values = self._values(field)
+        values = self.values(field)
         return statistics.stdev(values) if len(values) > 1 else None
 
     @property
@@ -290,8 +291,8 @@ def _verdict(arlif: Optional[Group], group: Group) -> dict:
     verdict; empty for AR-LIF's own row or a recipe without AR-LIF's runs."""
     if arlif is None or arlif is group:
         return dict.fromkeys(VERDICT)
-    best = compare(arlif._values("test_acc_best"), group._values("test_acc_best"))
-    final = compare(arlif._values("test_acc_final"), group._values("test_acc_final"))
+    best = compare(arlif.values("test_acc_best"), group.values("test_acc_best"))
+    final = compare(arlif.values("test_acc_final"), group.values("test_acc_final"))
     return {"diff": best.diff, "ci_low": best.low, "ci_high": best.high, "df": best.df, "verdict": best.verdict,
             "seeds_to_resolve": best.seeds_to_resolve, "diff_final": final.diff, "verdict_final": final.verdict}
 
