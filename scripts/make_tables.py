@@ -8,7 +8,10 @@ cells as its released code ran them), competitors_published.csv (each competitor
 number beside our rerun with its recipe), same_recipe.csv (runs that differ only in the neuron,
 each beside AR-LIF's) and other_runs.csv to --out.  Accuracies are top-1 test accuracy in
 percent: the best epoch (the paper's protocol) and the final epoch, mean ± sample std over the
-runs (seeds) of a cell.  tables.md says which numbers are copied and which measured.
+runs (seeds) of a cell.  tables.md says which numbers are copied and which measured, which comparisons with a
+published number are like with like, and, for every neuron run under AR-LIF's recipe, AR-LIF's seed mean minus
+the neuron's with its 95 % Welch interval and a verdict (ahead, behind, not distinguishable); it ends with what
+the reruns support about the paper's claim, in words.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from arlif.runner.cli import run_cli
-from arlif.reports.results import PREAMBLE, build_tables, to_markdown, write_csv
+from arlif.reports.results import PREAMBLE, build_tables, support, to_markdown, write_csv
 from arlif.reports.runs import add_source_arguments, read_runs
 
 CSV_NAMES = ("table1.csv", "table2.csv", "table1_code.csv", "competitors_published.csv", "same_recipe.csv",
@@ -37,7 +40,8 @@ def make_tables(args: argparse.Namespace) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     for table, name in zip(tables, CSV_NAMES):
         write_csv(table, args.out / name)
-    markdown = "\n".join([PREAMBLE] + [to_markdown(t) for t in tables if t.rows])
+    _, _, _, competitors, same, _ = tables
+    markdown = "\n".join([PREAMBLE] + [to_markdown(t) for t in tables if t.rows] + [support(same, competitors)])
     (args.out / "tables.md").write_text(markdown)
     return f"{markdown}\n{len(runs)} runs; written to {args.out}/ (tables.md, {', '.join(CSV_NAMES)})"
 

@@ -48,6 +48,14 @@ PROFILE = "tests/test_debug.py::test_profile_adds_up_and_attributes_time_and_mem
 CURVES = "tests/test_plots.py::test_groups_band_over_seeds_and_diverged_runs_marked"
 COMPETITORS = "tests/test_competitor_neurons.py"
 SJ_EQUALITY = "tests/test_spikingjelly_equality.py"
+PUBLISHED_PRESET = "tests/test_compare_presets.py::test_published_preset_has_that_papers_recipe"
+ANTIALIAS = "tests/test_data_events.py::test_antialiasing_is_part_of_the_cache_key_and_changes_the_frames"
+CUTOUT_DRAWS = "tests/test_data_static.py::test_clif_cutout_draws_follow_torchtoolbox_defaults"
+VERDICT_BY_HAND = "tests/test_tables.py::test_verdict_agrees_with_a_hand_computed_welch_interval"
+CUTOUT_PIPELINE = ("tests/test_data_static.py::"
+                   "test_clif_recipe_cuts_the_8bit_image_after_the_crop_and_before_flip_and_normalize")
+RELEASED_CODE_PRESET = ("tests/test_compare_presets.py::"
+                        "test_released_code_preset_is_the_paper_preset_with_the_codes_differences")
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,7 @@ MUTANTS = (
            '{"mean": value.mean().item()', '{"mean": value.max().item()',
            (COMPETITORS,)),
     Mutant("build-passes-fixed-neuron-keys", "arlif/runner/build.py",
-           '.items() if k != "name"}',
+           '.items() if k not in NOT_NEURON_OPTIONS}',
            '.items() if k in ("decay", "v_threshold", "surrogate_width", "backend")}',
            (COMPETITORS,)),
     Mutant("kernel-alpha-beta-grads-swapped", "arlif/kernels/function.py",
@@ -440,6 +448,75 @@ MUTANTS = (
            ("tests/test_architecture.py",)),
     Mutant("requirements-skip-the-checkout", "requirements.txt", "\n-e .\n", "\n",
            ("tests/test_package.py::test_a_script_runs_from_outside_the_checkout_after_the_readme_install",)),
+    # Issue 26: competitor recipes from their sources (TET's λ and epochs, TEBN's main.py, GLIF's leak, the
+    # released code's T4 batch, DVS antialiasing in the frame cache key, CLIF's torchtoolbox Cutout, GLIF's own
+    # weight decay in the same-recipe grid, 3 seeds), published numbers compared like with like, and the verdict.
+    Mutant("tet-cifar-lambda-from-dvs-script", "conf/experiment/compare/recipe/tet_cifar.yaml",
+           "tet_weight: 0.95            # 1 − λ", "tet_weight: 0.999           # 1 − λ",
+           (PUBLISHED_PRESET,)),
+    Mutant("tebn-main-lr-as-copy", "conf/experiment/compare/recipe/tebn_cifar10_dvs_main.yaml",
+           "  lr: 0.02", "  lr: 0.1",
+           (PUBLISHED_PRESET,)),
+    Mutant("glif-leak-scaled-by-T", "conf/experiment/compare/recipe/glif_cifar.yaml",
+           "  init_linear_decay: 0.0625   #", "  init_linear_decay: null   #",
+           (PUBLISHED_PRESET,)),
+    Mutant("released-code-t4-batch-16", "conf/experiment/table1_code/cifar10_dvs_vggsnn_t4.yaml",
+           "batch_size: 32", "batch_size: 16",
+           (RELEASED_CODE_PRESET,)),
+    Mutant("published-table-one-seed", "conf/table/compare_published.yaml",
+           "      seed: 2022, 2023, 2024\n", "",
+           ("tests/test_compare_presets.py::test_comparison_tables_are_one_multirun",)),
+    Mutant("dvs-resize-always-antialiased", "arlif/data/events.py",
+           "antialias=self.antialias).numpy()", "antialias=True).numpy()",
+           (ANTIALIAS,)),
+    Mutant("antialias-not-in-cache-key", "arlif/data/events.py",
+           '("bilinear antialias" if frames.antialias else "bilinear")', '"bilinear antialias"',
+           (ANTIALIAS,)),
+    Mutant("clif-cutout-every-image", "arlif/data/cutout.py",
+           "if float(torch.rand(())) >= self.p:", "if False:",
+           (CUTOUT_DRAWS,)),
+    Mutant("clif-cutout-smaller-areas", "arlif/data/cutout.py",
+           "scale: tuple = (0.02, 0.4)", "scale: tuple = (0.02, 0.2)",
+           (CUTOUT_DRAWS,)),
+    Mutant("clif-cutout-zero-fill", "arlif/data/cutout.py",
+           "out[..., 0, top:top + h, left:left + w] = value", "out[..., 0, top:top + h, left:left + w] = 0",
+           (CUTOUT_DRAWS,)),
+    Mutant("clif-cutout-after-the-flip", "arlif/data/static.py",
+           "ToolboxCutout(),\n                 v2.RandomHorizontalFlip(),",
+           "v2.RandomHorizontalFlip(),\n                 ToolboxCutout(),",
+           (CUTOUT_PIPELINE,)),
+    Mutant("glif-own-weight-decay-ignored", "arlif/runner/optim.py",
+           'elif cfg.neuron.get("own_weight_decay") is not None:', "elif False:",
+           ("tests/test_compare_presets.py::test_same_recipe_grid_decays_a_neurons_parameters_as_its_own_code_does",)),
+    Mutant("seed-mean-beside-one-run", "arlif/reports/results.py",
+           'if cell.statistic == "seed_mean" and runs >= 2:', 'if cell.statistic == "seed_mean":',
+           ("tests/test_tables.py::test_competitor_rows_published_rerun_and_same_recipe_beside_arlif",)),
+    Mutant("checkpoint-compared-as-best-epoch", "arlif/reports/results.py",
+           'if cell.statistic == "best_epoch":', 'if cell.statistic in ("best_epoch", "checkpoint"):',
+           ("tests/test_tables.py::test_published_numbers_are_compared_only_with_their_own_statistic",)),
+    Mutant("verdict-normal-quantile", "arlif/reports/verdict.py",
+           "float(student_t.ppf(0.5 + LEVEL / 2, df))", "1.959964",
+           (VERDICT_BY_HAND,)),
+    Mutant("verdict-pooled-df", "arlif/reports/verdict.py",
+           "df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))", "df = n_a + n_b - 2",
+           (VERDICT_BY_HAND,)),
+    Mutant("verdict-ignores-the-interval", "arlif/reports/verdict.py",
+           "verdict = AHEAD if low > 0 else BEHIND if high < 0 else UNRESOLVED",
+           "verdict = AHEAD if diff > 0 else BEHIND if diff < 0 else UNRESOLVED",
+           (VERDICT_BY_HAND,)),
+    Mutant("verdict-seeds-to-resolve-off-by-one", "arlif/reports/verdict.py",
+           "    return most\n", "    return most + 1\n",
+           (VERDICT_BY_HAND,)),
+    Mutant("init-weights-ignored", "arlif/runner/training.py",
+           "            load_initial_weights(model, cfg)\n", "            pass\n",
+           ("tests/test_wiring.py::test_init_weights_starts_a_run_at_another_T_from_a_trained_run",)),
+    Mutant("init-weights-path-splits-seeds", "arlif/reports/runs.py",
+           "out[key] = ANY_VALUE.get(key, value)", "out[key] = value",
+           ("tests/test_tables.py::test_runs_started_from_checkpoints_are_one_variant_whatever_the_paths",)),
+    Mutant("same-recipe-verdict-on-final-epoch", "arlif/reports/results.py",
+           'best = compare(arlif.values("test_acc_best"), group.values("test_acc_best"))',
+           'best = compare(arlif.values("test_acc_final"), group.values("test_acc_final"))',
+           ("tests/test_tables.py::test_competitor_rows_published_rerun_and_same_recipe_beside_arlif",)),
 )
 
 

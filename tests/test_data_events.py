@@ -120,6 +120,22 @@ def test_cache_reused_and_rebuilt_when_T_changes(dvs_dir, monkeypatch):
     assert len(list(first.test.folder.glob("*.npz"))) == len(first.test)
 
 
+def test_antialiasing_is_part_of_the_cache_key_and_changes_the_frames(dvs_dir):
+    """dataset.antialias=false (the PSN and TEBN code's plain bilinear Resize) caches apart from the antialiased
+    frames, and its frames are torchvision's resize without antialiasing."""
+    cache = str(dvs_dir / "cache")
+    smooth = build_data(dvs_cfg(dvs_dir, cache_dir=cache)).test
+    plain = build_data(dvs_cfg(dvs_dir, cache_dir=cache, antialias=False)).test
+    assert plain.folder != smooth.folder and plain.folder.parent == smooth.folder.parent
+    assert '"resize": "bilinear"' in (plain.folder / "key.json").read_text()
+    counts = torch.from_numpy(plain.frames.to_frame(events.read_aedat4_events(plain.frames.samples[0]))).float()
+    want = torch.nn.functional.interpolate(counts, size=(48, 48), mode="bilinear", align_corners=False,
+                                           antialias=False)
+    assert torch.allclose(plain[0][0], want) and not torch.allclose(smooth[0][0], want)
+    with pytest.raises(ConfigError, match="dataset.antialias"):
+        build_data(dvs_cfg(dvs_dir, cache_dir=cache, antialias="yes"))
+
+
 def test_train_samples_are_augmented_after_the_cache(dvs_dir):
     bundle = build_data(dvs_cfg(dvs_dir, cache_dir=str(dvs_dir / "cache")))
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import torch
 from torchvision import datasets
 
 from arlif.data import build_data
+from arlif.data.cutout import ToolboxCutout
 from arlif.errors import ConfigError, DataError
 from fixtures_data import cifar_checksums, run_config, run_train, write_cifar, write_tiny_imagenet
 
@@ -61,6 +62,69 @@ def test_cifar_classic_recipe_cuts_out_one_square(cifar_dir):
         x, _ = bundle.train[i]
         zero_rows = (x == 0).all(dim=0).sum(dim=1)  # erased pixels per row
         assert x.shape == (3, 32, 32) and (zero_rows == 16).sum() == 16
+
+
+def test_clif_cutout_draws_follow_torchtoolbox_defaults():
+    """Seeded draws of torchtoolbox's Cutout(): erased with probability 0.5; area 2-40 % and aspect 0.4-2.5 up to
+    the int() truncation of the sides; the rectangle inside the image, every corner reachable; one fill value in
+    0..255 written as (v, 0, 0)."""
+    cutout, n = ToolboxCutout(), 2000
+    image = torch.tensor([7, 20, 30], dtype=torch.uint8)[:, None, None].expand(3, 32, 32).contiguous()
+    torch.manual_seed(0)
+    erased, rects = 0, []
+    for _ in range(n):
+        out = cutout(image)
+        hit = out[1] == 0  # green is 20 outside the rectangle
+        if not hit.any():
+            assert torch.equal(out, image)
+            continue
+        erased += 1
+        rows, cols = hit.any(dim=1).nonzero().flatten(), hit.any(dim=0).nonzero().flatten()
+        top, left, h, w = int(rows[0]), int(cols[0]), len(rows), len(cols)
+        assert int(hit.sum()) == h * w and rows[-1] - rows[0] + 1 == h and cols[-1] - cols[0] + 1 == w
+        value = out[0, top, left]
+        assert (out[0][hit] == value).all() and (out[2][hit] == 0).all()
+        rects.append((top, left, h, w, int(value)))
+    assert abs(erased / n - 0.5) < 4 * (0.25 / n) ** 0.5
+    area = [h * w / 1024 for _, _, h, w, _ in rects]
+    for top, left, h, w, _ in rects:
+        assert h * w <= 0.4 * 1024 and (h + 1) * (w + 1) >= 0.02 * 1024
+        assert h / (w + 1) <= 2.5 and (h + 1) / w >= 0.4
+        assert 0 <= top <= 32 - h and 0 <= left <= 32 - w
+    assert min(area) < 0.03 and max(area) > 0.33  # the whole area range is drawn
+    aspect = [h / w for _, _, h, w, _ in rects]
+    assert min(aspect) < 0.5 and max(aspect) > 2.0
+    values = [v for *_, v in rects]
+    assert 0 <= min(values) < 10 and 245 < max(values) <= 255 and abs(sum(values) / len(values) - 127.5) < 10
+    draws = [cutout.rectangle(32, 32) for _ in range(3000)]  # corners: both ends of the range occur
+    assert any(t == 0 for t, *_ in draws) and any(t == 32 - h for t, _, h, _, _ in draws)
+    assert any(v == 0 for *_, v in draws) and any(v == 255 for *_, v in draws)
+
+
+def test_clif_recipe_cuts_the_8bit_image_after_the_crop_and_before_flip_and_normalize(cifar_dir):
+    bundle = build_data(run_config("cifar10", cifar_dir, recipe="clif", crop_padding=0))
+    assert bundle.batch_transform is None
+    names = [type(t).__name__ for t in bundle.train.transform.transforms]
+    assert names == ["ToImage", "RandomCrop", "ToolboxCutout", "RandomHorizontalFlip", "ToDtype", "Normalize",
+                     "ToPureTensor"]
+    raw = CIFAR["cifar10"](str(cifar_dir), train=True)
+    mean = torch.tensor((0.4914, 0.4822, 0.4465))[:, None, None]
+    std = torch.tensor((0.2023, 0.1994, 0.2010))[:, None, None]
+    torch.manual_seed(1)
+    cut = 0
+    for _ in range(5):
+        for i in range(len(bundle.train)):
+            x, _ = bundle.train[i]
+            clean = (torch.from_numpy(raw.data[i]).permute(2, 0, 1) / 255 - mean) / std
+            if normalized_or_flipped(x, clean):
+                continue
+            cut += 1
+            changed = ~(torch.isclose(x, clean, atol=1e-5) | torch.isclose(x, clean.flip(-1), atol=1e-5)).all(dim=0)
+            fill = x[:, changed]  # the erased pixels, normalised: ((v / 255 - mean) / std, -mean / std, -mean / std)
+            assert torch.allclose(fill[1:], (-mean / std)[1:, 0], atol=1e-5)
+            v = (fill[0] * std[0, 0, 0] + mean[0, 0, 0]) * 255
+            assert torch.allclose(v, v[0]) and 0 <= round(float(v[0])) <= 255 and abs(v[0] - v[0].round()) < 1e-3
+    assert 0 < cut < 100
 
 
 def normalized_or_flipped(x, expected):

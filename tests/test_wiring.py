@@ -155,3 +155,41 @@ def test_validation_split_does_not_move_with_seed():
         assert (len(train_set), len(val_set)) == (12, 4)
         held_out.append(sorted(val_set.indices))
     assert held_out[0] == held_out[1]
+
+
+def test_init_weights_starts_a_run_at_another_T_from_a_trained_run(tmp_path):
+    """TET's TIT: a run trained at T = 2 (here by hand: one optimizer step, saved as a checkpoint) is the start of a
+    run at T = 4, weights only (a fresh optimizer and schedule); a network whose parameters depend on T does not
+    fit, and says which parameter."""
+    from arlif.errors import CheckpointError
+    from arlif.runner.checkpoint import save_checkpoint
+    from arlif.runner.records import LAST
+    from omegaconf import OmegaConf
+
+    first = resolve(compose([*tiny_run("T=2", "model.bn_mode=tebn"), "neuron=tet_lif"]))
+    model = build_model(first)
+    torch.manual_seed(1)
+    for p in model.parameters():  # not the initial draw of any seed
+        p.data.normal_()
+    (tmp_path / "t2").mkdir()
+    save_checkpoint({"model": model.state_dict(), "epoch": 3, "config": OmegaConf.to_container(first)},
+                    tmp_path / "t2" / LAST)
+    # TEBN's per-step scale has T entries: the T = 2 weights do not fit T = 4
+    with pytest.raises(CheckpointError, match="scale"):
+        TrainingRun(resolve(compose([*tiny_run("T=4", "model.bn_mode=tebn"), "neuron=tet_lif",
+                                     f"trainer.init_weights={tmp_path / 't2'}"])), tmp_path / "tebn", CPU)
+    first = resolve(compose([*tiny_run("T=2"), "neuron=tet_lif"]))
+    model = build_model(first)
+    for p in model.parameters():
+        p.data.normal_()
+    save_checkpoint({"model": model.state_dict(), "epoch": 3, "config": OmegaConf.to_container(first)},
+                    tmp_path / "t2" / LAST)
+    run = TrainingRun(resolve(compose([*tiny_run("T=4"), "neuron=tet_lif", *SGD,
+                                       f"trainer.init_weights={tmp_path / 't2'}"])), tmp_path / "t4", CPU)
+    loaded, saved = run.trainer.model.state_dict(), model.state_dict()
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert run.trainer.optimizer.state_dict()["state"] == {} and run.progress.epoch == 0
+    assert run.scheduler.get_last_lr()[0] == 0.03
+    with pytest.raises(CheckpointError, match="holds a quickcnn with tet_lif neurons"):
+        TrainingRun(resolve(compose([*tiny_run("T=4"), "neuron=arlif", f"trainer.init_weights={tmp_path / 't2'}"])),
+                    tmp_path / "arlif", CPU)

@@ -3,7 +3,7 @@
 Per sample: read the events (tonic's readers, or `read_aedat31` for the original IBM
 recordings) -> tonic `ToFrame(n_event_bins=T)`: T frames holding an equal number of
 events, floor(N / T) each, counted per polarity and pixel; tonic drops the N mod T
-leftover events at the end of the sample -> optional bilinear antialiased resize ->
+leftover events at the end of the sample -> optional bilinear resize (antialiased unless dataset.antialias=false) ->
 on-disk cache (`FrameCache`: one compressed .npz per sample, in a folder keyed by
 everything that changes the frames) -> float32 tensor -> training augmentation.  The
 augmentation runs after the cache, so every epoch draws fresh augmentations from the
@@ -140,12 +140,14 @@ def read_aedat31(path: Path) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- frames and cache
 class EventFrames(Dataset):
-    """Samples -> (frames, label): T equal-event-count frames at `image_size`² (int16 counts, float32 if resized)."""
+    """Samples -> (frames, label): T equal-event-count frames at `image_size`² (int16 counts, float32 if resized;
+    the bilinear resize antialiases unless `antialias` is false, as torchvision's tensor Resize before 0.17)."""
 
-    def __init__(self, samples: list, read: Callable, time_steps: int, image_size: int) -> None:
+    def __init__(self, samples: list, read: Callable, time_steps: int, image_size: int, antialias: bool = True) -> None:
         import tonic.transforms
 
         self.samples, self.read, self.time_steps, self.image_size = samples, read, time_steps, image_size
+        self.antialias = antialias
         self.to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_event_bins=time_steps)
 
     def __len__(self) -> int:
@@ -162,7 +164,7 @@ class EventFrames(Dataset):
                             f"looks corrupt; replace it with a fresh copy of the dataset") from exc
         if self.image_size != SENSOR_SIZE[1]:
             frames = F.resize(torch.from_numpy(frames).float(), [self.image_size, self.image_size],
-                              interpolation=InterpolationMode.BILINEAR, antialias=True).numpy()
+                              interpolation=InterpolationMode.BILINEAR, antialias=self.antialias).numpy()
         return frames, sample.label
 
 
@@ -199,7 +201,8 @@ def frame_cache_dir(cache_root: Path, name: str, split: str, frames: EventFrames
     """A cache folder unique to everything that changes the frames (T, binning, size, sample list)."""
     key = {"format": CACHE_FORMAT, "dataset": name, "split": split, "T": frames.time_steps,
            "binning": "tonic ToFrame n_event_bins", "sensor_size": SENSOR_SIZE, "image_size": frames.image_size,
-           "resize": "bilinear antialias" if frames.image_size != SENSOR_SIZE[1] else "none",
+           "resize": ("bilinear antialias" if frames.antialias else "bilinear") if frames.image_size != SENSOR_SIZE[1]
+           else "none",
            "samples": hashlib.sha1("\n".join(s.key(root) for s in frames.samples).encode()).hexdigest()}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_root / name / f"{split}-T{frames.time_steps}-{frames.image_size}px-{digest}"
@@ -218,13 +221,16 @@ def time_steps(cfg) -> int:
 
 
 def _bundle(cfg, root: Path, train: list, test: list, read: Callable) -> DataBundle:
-    """Cached train/test frames; the train augmentation comes from `dataset.{crop_padding, hflip,
-    policy_ops, policy_interpolation}`."""
+    """Cached train/test frames (resized with `dataset.antialias`); the train augmentation comes from
+    `dataset.{crop_padding, hflip, policy_ops, policy_interpolation}`."""
     ds, T = cfg.dataset, time_steps(cfg)
     size, cache_root = int(ds.image_size), Path(str(ds.cache_dir)).expanduser()
     augment = frame_augmentation(size, int(ds.crop_padding), bool(ds.hflip), list(ds.policy_ops),
                                  str(ds.policy_interpolation))
-    train_frames, test_frames = EventFrames(train, read, T, size), EventFrames(test, read, T, size)
+    antialias = ds.antialias
+    if not isinstance(antialias, bool):
+        raise ConfigError(f"dataset.antialias={antialias!r} must be true or false")
+    train_frames, test_frames = (EventFrames(samples, read, T, size, antialias) for samples in (train, test))
     return DataBundle(
         train=FrameCache(train_frames, frame_cache_dir(cache_root, ds.name, "train", train_frames, root), augment),
         test=FrameCache(test_frames, frame_cache_dir(cache_root, ds.name, "test", test_frames, root)),

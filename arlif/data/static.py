@@ -18,6 +18,7 @@ from torchvision.datasets.utils import check_integrity, download_and_extract_arc
 from torchvision.transforms import v2
 
 from arlif.data import DataBundle
+from arlif.data.cutout import ToolboxCutout
 from arlif.data.layout import check_split_sizes, data_root, not_found
 from arlif.errors import ConfigError, DataError
 
@@ -35,12 +36,14 @@ def _tensor_and_normalize(mean, std) -> list:
 
 
 def cifar_transforms(ds) -> tuple:
-    """(train transform, test transform, batch transform) for `dataset.recipe` autoaug, classic or crop_flip.
+    """(train transform, test transform, batch transform) for `dataset.recipe` autoaug, classic, crop_flip or clif.
 
     autoaug (published): flip -> RandAugment (bilinear) -> normalize -> RandomErasing, and
     per batch Mixup or CutMix (one of the two, chosen at random) giving soft targets; no crop.
     classic: RandomCrop(padding) -> flip -> normalize -> Cutout (one zero square, p=1).
     crop_flip: RandomCrop(padding) -> flip -> normalize (GLIF's and TEBN's CIFAR pipeline).
+    clif: RandomCrop(padding) -> torchtoolbox's Cutout on the 8-bit image (arlif.data.cutout) -> flip ->
+    normalize (CLIF's CIFAR pipeline).
     """
     normalize = _tensor_and_normalize(ds.mean, ds.std)
     test = v2.Compose([*normalize, v2.ToPureTensor()])
@@ -60,7 +63,12 @@ def cifar_transforms(ds) -> tuple:
             area = (int(ds.cutout_size) / int(ds.image_size)) ** 2
             steps.append(v2.RandomErasing(p=1.0, scale=(area, area), ratio=(1.0, 1.0), value=0))
         return v2.Compose([*steps, v2.ToPureTensor()]), test, None
-    raise ConfigError(f"dataset.recipe={ds.recipe!r}: choose 'autoaug' (published), 'classic' or 'crop_flip'")
+    if ds.recipe == "clif":
+        to_image, *to_float = normalize
+        steps = [to_image, v2.RandomCrop(int(ds.image_size), padding=int(ds.crop_padding)), ToolboxCutout(),
+                 v2.RandomHorizontalFlip(), *to_float, v2.ToPureTensor()]
+        return v2.Compose(steps), test, None
+    raise ConfigError(f"dataset.recipe={ds.recipe!r}: choose 'autoaug' (published), 'classic', 'crop_flip' or 'clif'")
 
 
 def _cifar_files(cls) -> list:

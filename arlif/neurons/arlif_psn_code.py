@@ -14,9 +14,9 @@ It is not the AR-LIF of the paper (arlif.neurons.ar_lif).  Per step, with u[-1] 
 leak(0) is AR-LIF's gated leak g·0 (g = σ(α·x)) applied to that zero memory: it is 0, so α
 gets a zero gradient, as in the published code (it stays a parameter, so weight decay still
 shrinks it and the parameter count matches).  Surrogate: the triangle of width 1,
-max(0, 1 - |z|).  Decay: `train_vgg.py`'s flag defaults to 0.2 and the README command does not
-set it, while the model class defaults to 0.5; which value produced the published numbers
-was not logged, so 0.2 is our default and `decay` an option.
+max(0, 1 - |z|).  Decay: `train_vgg.py` always passes its `-tau` flag, default 0.2, which the
+README command does not set (the model class's own default, 0.5, is never reached), so 0.2 is
+our default; only a command line other than the README's could have changed it, hence `decay` an option.
 """
 
 from __future__ import annotations

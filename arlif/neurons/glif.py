@@ -5,8 +5,10 @@ Every constant is learnable and squashed by a sigmoid, per channel (or per layer
 `channel_wise=False`); names as in SpikingJelly, each holding the logit:
 gates α, β, γ (`alpha`, `beta`, `gamma`, logits drawn from U(-0.1, 0.1), GLIF's random-gate
 start), decay τ (`tau`, 0.25), threshold V (`v_threshold`, 0.5), linear leak l
-(`linear_decay`, V/(2T)), soft-reset voltage V_r (`v_subreset`, V) and a conductance c[t] per
-time step and channel (`conduct` [T, C], 0.5).  Per step, with u[-1] = s[-1] = 0:
+(`linear_decay`: conf/neuron/glif.yaml gives 0.0625 = V/(2·4) at every T, as GLIF's code; when
+not given, V/(2T), SpikingJelly 2.0 `GatedLIFNode`'s default), soft-reset voltage V_r
+(`v_subreset`, V) and a conductance c[t] per time step and channel (`conduct` [T, C],
+0.5).  Per step, with u[-1] = s[-1] = 0:
 
     I[t] = x[t]·(1 - β·(1 - c[t]))                                   (gated input conductance)
     d    = 1 - α·(1 - τ)                                             (gated multiplicative decay)

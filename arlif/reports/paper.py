@@ -60,10 +60,17 @@ class Cell:
         return experiment_name(self.dataset, self.model, self.neuron, self.T, self.prefix)
 
 
+# What a copied number is: its statistic (`PublishedCell.statistic`), as the competitors' sources give it.
+STATISTICS = {"seed_mean": "mean of {n} seeds", "best_epoch": "best epoch of one run",
+              "checkpoint": "released checkpoint", "not_stated": "not stated"}
+
+
 @dataclass(frozen=True)
 class PublishedCell:
-    """A competitor's published accuracy (None where it was not copied; `source` says why) and the preset that
-    reruns it with that paper's own recipe, conf/experiment/compare/published/<method>_<dataset>_<model>_t<T>."""
+    """A competitor's published accuracy (None where it was not copied; `source` says why), what statistic it is
+    (a STATISTICS key; `seeds` for a seed mean), and the preset that reruns it with that paper's own recipe,
+    conf/experiment/compare/published/<method>_<dataset>_<model>_t<T>[_<recipe>].  `recipe` names one of several
+    presets for one published number, where the sources leave the recipe unknown or contradict each other."""
 
     method: str
     dataset: str
@@ -72,14 +79,25 @@ class PublishedCell:
     T: int
     acc: Optional[float]
     source: str
+    statistic: str = "not_stated"
+    seeds: Optional[int] = None
+    recipe: str = ""
 
     @property
     def preset(self) -> str:
-        return f"compare/published/{self.method}_{self.dataset}_{self.model}_t{self.T}"
+        return f"compare/published/{self.method}_{self.dataset}_{self.model}_t{self.T}{self.suffix}"
+
+    @property
+    def suffix(self) -> str:
+        return f"_{self.recipe}" if self.recipe else ""
 
     @property
     def experiment(self) -> str:
-        return experiment_name(self.dataset, self.model, self.neuron, self.T, f"published-{self.method}")
+        return experiment_name(self.dataset, self.model, self.neuron, self.T, f"published-{self.method}{self.suffix}")
+
+    @property
+    def statistic_text(self) -> str:
+        return STATISTICS[self.statistic].format(n=self.seeds)
 
 
 def _table1() -> list[Cell]:
@@ -108,29 +126,47 @@ def _table1_code() -> list[Cell]:
 
 
 AR_LIF_TABLE1 = "AR-LIF paper, Table 1"
+TET_PAPER = ("TET paper (Deng et al., ICLR 2022), Sec. 5, CIFAR comparison: ResNet-19, mean of 3 runs \"with TET and "
+             "TIT\" (its std not copied); the means as quoted in AR-LIF's Table 1, row TET [7]")
+GLIF_PAPER = ("GLIF paper (Yao et al., NeurIPS 2022), ResNet-18 row, as quoted in AR-LIF's Table 1, which cites it "
+              "there as [12], Guo et al. (ECCV 2022); its statistic is not stated (GLIF's README lists {readme} for "
+              "its released checkpoints)")
 CLIF_README = "CLIF repository README (HuuYuLong/Complementary-LIF): its pre-trained ResNet-18, T = 6"
 PSN_LOGS = ("Parallel-Spiking-Neuron repository (fangwei123456), cifar10dvs/T{T}_opt_SGD0.1_tau_0.25_method_PSN_b_32"
-            "_TET_2gpu.log, the last 'Best Test acc'")
+            "_TET_2gpu.log, the last 'Best Test acc' of its one run")
+# The presets of one published number whose recipe the sources leave open (docs/reproduce.md, "Comparing neurons"):
+# TET's CIFAR optimiser is not in its paper or code; TEBN's CIFAR10-DVS recipe differs between TEBN's own main.py
+# and the PSN repository's copy, and neither says whether the TET loss was used.
+TET_RECIPES = ("adam", "sgd_guess")
+TEBN_RECIPES = ("copy", "copy_tet", "main", "main_tet")
 
 
 def _published() -> list[PublishedCell]:
     rows = [
-        ("tet", "cifar10", "resnet19", "tet_lif", {2: 94.16, 4: 94.44, 6: 94.50}, f"{AR_LIF_TABLE1}, row TET [7]"),
+        ("tet", "cifar10", "resnet19", "tet_lif", {2: 94.16, 4: 94.44, 6: 94.50}, TET_PAPER, ("seed_mean", 3),
+         TET_RECIPES),
         ("tet", "cifar100", "resnet19", "tet_lif", {2: None, 4: None, 6: None},
-         "not copied: TET's paper reports ResNet-19 on CIFAR-100, but it could not be read where this table was "
-         "written and AR-LIF's Table 1 does not list it; the T follow TET's CIFAR-10 row"),
+         "not copied: TET's paper reports ResNet-19 on CIFAR-100 in a table that could not be read where this table "
+         "was written, and AR-LIF's Table 1 does not list it; the T follow TET's CIFAR-10 row", ("seed_mean", 3),
+         TET_RECIPES),
         ("glif", "cifar10", "resnet18_glif", "glif", {2: 94.15, 4: 94.67, 6: 94.88},
-         f"{AR_LIF_TABLE1}, row GLIF [12] (GLIF's README lists 94.19 / 94.75 / 95.09 for its released checkpoints)"),
+         GLIF_PAPER.replace("{readme}", "94.19 / 94.75 / 95.09"), ("not_stated", None), ("",)),
         ("glif", "cifar100", "resnet18_glif", "glif", {6: 77.28},
-         f"{AR_LIF_TABLE1}, row GLIF [19] (GLIF's README lists 77.49 for its released checkpoint)"),
-        ("clif", "cifar10", "resnet18", "clif", {6: 95.41}, CLIF_README),
-        ("clif", "cifar100", "resnet18", "clif", {6: 78.36}, CLIF_README),
-        ("clif", "tiny_imagenet", "vgg13", "clif", {4: 63.16, 6: 64.13}, f"{AR_LIF_TABLE1}, row CLIF [22]"),
-        ("tebn", "cifar10_dvs", "vggsnn", "tet_lif", {10: 84.9}, f"{AR_LIF_TABLE1}, row TEBN [8]"),
-        ("psn", "cifar10_dvs", "vggsnn", "sliding_psn", {4: 82.3, 8: 85.3, 10: 85.9}, PSN_LOGS),
+         f"{AR_LIF_TABLE1}, row GLIF [19] (Yao et al., NeurIPS 2022); its statistic is not stated (GLIF's README "
+         "lists 77.49 for its released checkpoint)", ("not_stated", None), ("",)),
+        ("clif", "cifar10", "resnet18", "clif", {6: 95.41}, CLIF_README, ("checkpoint", None), ("",)),
+        ("clif", "cifar100", "resnet18", "clif", {6: 78.36}, CLIF_README, ("checkpoint", None), ("",)),
+        ("clif", "tiny_imagenet", "vgg13", "clif", {4: 63.16, 6: 64.13},
+         f"{AR_LIF_TABLE1}, row CLIF [22]; not checked against CLIF's paper", ("not_stated", None), ("",)),
+        ("tebn", "cifar10_dvs", "vggsnn", "tet_lif", {10: 84.9},
+         f"{AR_LIF_TABLE1}, row TEBN [8] (Duan et al., NeurIPS 2022); not checked against TEBN's paper",
+         ("not_stated", None), TEBN_RECIPES),
+        ("psn", "cifar10_dvs", "vggsnn", "sliding_psn", {4: 82.3, 8: 85.3, 10: 85.9}, PSN_LOGS, ("best_epoch", 1),
+         ("",)),
     ]
-    return [PublishedCell(method, d, m, neuron, T, acc, source.format(T=T))
-            for method, d, m, neuron, accs, source in rows for T, acc in accs.items()]
+    return [PublishedCell(method, d, m, neuron, T, acc, source.format(T=T), statistic, seeds, recipe)
+            for method, d, m, neuron, accs, source, (statistic, seeds), recipes in rows
+            for T, acc in accs.items() for recipe in recipes]
 
 
 TABLE1 = _table1()
@@ -141,7 +177,8 @@ PUBLISHED = _published()
 
 @dataclass(frozen=True)
 class EnergyRow:
-    """One row of the paper's Table 3 (per test sample; FLOPs, MACs, ACs in millions, energy in µJ)."""
+    """One row of the paper's Table 3 (per test sample; FLOPs, MACs, ACs in millions, energy in µJ).  The
+    DVS-Gesture row is at T = 20 as the table says; the paper's text says its Gesture energy ran at T = 4."""
 
     dataset: str
     model: str

@@ -27,6 +27,7 @@ from arlif.reports.csv_rows import write_rows
 from arlif.reports.paper import (ABLATIONS, DATASETS, METHODS, MODELS, PUBLISHED, SAME_RECIPE_NEURONS, TABLE1,
                                  TABLE1_CODE, TABLE2, Cell, PublishedCell)
 from arlif.reports.runs import KEY_FIELDS
+from arlif.reports.verdict import AHEAD, BEHIND, SINGLE, UNRESOLVED, compare
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,17 @@ class Group:
     key: tuple
     runs: list[dict]
 
-    def _values(self, field: str) -> list[float]:
+    def values(self, field: str) -> list[float]:
+        """The runs' values of `field` (a summary key), leaving out missing ones."""
         return [r[field] for r in self.runs if r[field] is not None]
 
     def mean(self, field: str) -> Optional[float]:
-        values = self._values(field)
+        values = self.values(field)
         return statistics.fmean(values) if values else None
 
     def std(self, field: str) -> Optional[float]:
         """Sample standard deviation over seeds; None for fewer than two runs."""
-        values = self._values(field)
+        values = self.values(field)
         return statistics.stdev(values) if len(values) > 1 else None
 
     @property
@@ -131,10 +133,32 @@ def _arlif_cell(dataset: str, model: str, T: int) -> Optional[Cell]:
     return next((c for c in cells if c.model == model), cells[0] if cells else None)
 
 
+LIKE = "like with like"
+NOT_COMPARABLE = "not comparable"
+
+
+def comparability(cell: PublishedCell, runs: int) -> str:
+    """Whether our `runs` reruns' best-epoch mean (`delta_best`) compares like with like with the published number:
+    a best epoch of one run with our best epochs, a seed mean with our mean of at least two seeds; a released
+    checkpoint or an unstated statistic with nothing.  Empty when there is nothing to compare."""
+    if not runs or cell.acc is None:
+        return ""
+    if cell.statistic == "best_epoch":
+        return f"{LIKE}: best epochs (ours: mean of {runs} run{'s' if runs > 1 else ''})"
+    if cell.statistic == "seed_mean" and runs >= 2:
+        return f"{LIKE}: seed means (ours: {runs} seeds at their best epoch; the source does not say which epoch)"
+    if cell.statistic == "seed_mean":
+        return f"{NOT_COMPARABLE}: the published number is a mean of {cell.seeds} seeds, ours one run"
+    return f"{NOT_COMPARABLE}: the published number is a {cell.statistic_text}" if cell.statistic == "checkpoint" \
+        else f"{NOT_COMPARABLE}: the published number's statistic is not stated"
+
+
 def _published_row(cell: PublishedCell, group: Optional[Group]) -> dict:
     arlif = _arlif_cell(cell.dataset, cell.model, cell.T)
-    return {"method": METHODS[cell.method], "dataset": DATASETS[cell.dataset], "model": MODELS[cell.model],
-            "neuron": cell.neuron, "T": cell.T, "published": cell.acc, **_stats(group, cell.acc),
+    stats = _stats(group, cell.acc)
+    return {"method": METHODS[cell.method], "recipe": cell.recipe, "dataset": DATASETS[cell.dataset],
+            "model": MODELS[cell.model], "neuron": cell.neuron, "T": cell.T, "published": cell.acc,
+            "statistic": cell.statistic_text, **stats, "comparison": comparability(cell, stats["runs"]),
             "arlif_paper": arlif.acc if arlif else None, "source": cell.source, "preset": cell.preset}
 
 
@@ -146,8 +170,23 @@ def _recipe(key: tuple) -> tuple:
     return template, dataset, model, T, variant
 
 
+VERDICT = ["diff", "ci_low", "ci_high", "df", "verdict", "seeds_to_resolve", "diff_final", "verdict_final"]
+
+
+def _verdict(arlif: Optional[Group], group: Group) -> dict:
+    """AR-LIF's runs against this neuron's (arlif.reports.verdict): best epoch in full, final epoch's difference and
+    verdict; empty for AR-LIF's own row or a recipe without AR-LIF's runs."""
+    if arlif is None or arlif is group:
+        return dict.fromkeys(VERDICT)
+    best = compare(arlif.values("test_acc_best"), group.values("test_acc_best"))
+    final = compare(arlif.values("test_acc_final"), group.values("test_acc_final"))
+    return {"diff": best.diff, "ci_low": best.low, "ci_high": best.high, "df": best.df, "verdict": best.verdict,
+            "seeds_to_resolve": best.seeds_to_resolve, "diff_final": final.diff, "verdict_final": final.verdict}
+
+
 def same_recipe_rows(groups: dict[tuple, Group]) -> list[dict]:
-    """One row per neuron of every recipe that was run with two or more neurons, AR-LIF's first."""
+    """One row per neuron of every recipe that was run with two or more neurons, AR-LIF's first; each other
+    neuron's row compares AR-LIF's seeds with its seeds (`_verdict`)."""
     by_recipe: dict[tuple, dict[str, Group]] = {}
     for key, group in groups.items():
         by_recipe.setdefault(_recipe(key), {})[key[3]] = group
@@ -155,15 +194,14 @@ def same_recipe_rows(groups: dict[tuple, Group]) -> list[dict]:
     for (template, dataset, model, T, variant), by_neuron in sorted(by_recipe.items(), key=lambda kv: str(kv[0])):
         if len(by_neuron) < 2:
             continue
-        arlif = by_neuron["arlif"].mean("test_acc_best") if "arlif" in by_neuron else None
+        arlif = by_neuron.get("arlif")
         cell = next((c for c in TABLE1 if c.experiment == template.replace("<neuron>", "arlif")), None)
         for neuron, group in sorted(by_neuron.items(), key=lambda kv: (kv[0] != "arlif", kv[0])):
-            stats = _stats(group, None if neuron == "arlif" else arlif)
+            stats = {k: v for k, v in _stats(group, None).items() if k != "delta_best"}
             rows.append({"recipe": template, "dataset": DATASETS.get(dataset, dataset), "model": MODELS.get(model, model),
                          "T": T, "variant": variant, "neuron": neuron,
                          "method": "AR-LIF" if neuron == "arlif" else SAME_RECIPE_NEURONS.get(neuron, neuron),
-                         **{("vs_arlif" if k == "delta_best" else k): v for k, v in stats.items()},
-                         "arlif_paper": cell.acc if cell else None})
+                         **stats, **_verdict(arlif, group), "arlif_paper": cell.acc if cell else None})
     return rows
 
 
@@ -197,11 +235,11 @@ def build_tables(runs: Iterable[dict]) -> list[Table]:
         used.add(key)
         published.append(_published_row(cell, groups.get(key)))
     competitors = Table("Competitors as published, rerun with each paper's own recipe, top-1 test accuracy (%)",
-                        ["method", "dataset", "model", "neuron", "T", "published"] + STATS
-                        + ["arlif_paper", "source", "preset"], published)
+                        ["method", "recipe", "dataset", "model", "neuron", "T", "published", "statistic"] + STATS
+                        + ["comparison", "arlif_paper", "source", "preset"], published)
     same = same_recipe_rows(groups)
     same_cols = ["recipe", "dataset", "model", "T"] + (["variant"] if any(r["variant"] for r in same) else []) + \
-        ["neuron", "method", *(("vs_arlif" if c == "delta_best" else c) for c in STATS), "arlif_paper"]
+        ["neuron", "method", *(c for c in STATS if c != "delta_best"), *VERDICT, "arlif_paper"]
     same_recipe = Table("Same recipe, the neuron swapped: each neuron beside AR-LIF, top-1 test accuracy (%)",
                         same_cols, same)
     other = [{**dict(zip(GROUP_FIELDS, key)), **_stats(group, None)}
@@ -221,30 +259,71 @@ def _fmt(value, std=None) -> str:
 
 
 MARKDOWN_HEADERS = {"paper": "paper (copied)", "published": "published (copied)", "arlif_paper": "AR-LIF paper (copied)",
-                    "best_mean": "best epoch (ours)", "final_mean": "final epoch (ours)", "delta_best": "Δ best − paper",
-                    "vs_arlif": "Δ best − AR-LIF's (ours)", "source": "source of the copied number"}
-SIGNED = ("delta_best", "vs_arlif")
+                    "statistic": "published statistic", "best_mean": "best epoch (ours)",
+                    "final_mean": "final epoch (ours)", "delta_best": "Δ best − paper", "comparison": "comparable?",
+                    "diff": "Δ AR-LIF − neuron, best epoch", "ci_low": "95 % interval (Welch)", "df": "df",
+                    "verdict": "AR-LIF is", "seeds_to_resolve": "seeds per side to resolve",
+                    "diff_final": "Δ final epoch", "verdict_final": "AR-LIF is (final epoch)",
+                    "source": "source of the copied number"}
+SIGNED = ("delta_best", "diff", "diff_final")
 PREAMBLE = ("Numbers marked (copied) are copied from the AR-LIF paper and from the papers and repositories "
             "named in the `source` column (arlif/reports/paper.py); none of them was measured here.  Every other "
             "number is measured from the runs read: top-1 test accuracy (%) at the best and at the final epoch, "
-            "mean ± sample std over the runs (seeds) of a cell, with their count in `runs`.\n")
+            "mean ± sample std over the runs (seeds) of a cell, with their count in `runs`.  A published number "
+            "is compared like with like only (`comparable?`): a best epoch with our best epochs, a seed mean with "
+            "our mean of two or more seeds; any other difference is shown in parentheses, marked not comparable.  "
+            "Same-recipe rows give AR-LIF's seed mean minus the neuron's, its 95 % Welch interval with its degrees "
+            "of freedom, and the verdict: ahead or behind when the interval excludes 0, else not distinguishable "
+            "(docs/reproduce.md, \"Comparing neurons\").\n")
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row[column]
+    if column == "ci_low":
+        return MISSING if value is None else f"[{value:+.2f}, {row['ci_high']:+.2f}]"
+    if column == "df" and value is not None:
+        return f"{value:.1f}"
+    if column in SIGNED and value is not None:
+        signed = f"{value:+.2f}"
+        return f"({signed}, not comparable)" if str(row.get("comparison", "")).startswith(NOT_COMPARABLE) else signed
+    return _fmt(value, row.get(column[:-5] + "_std") if column.endswith("_mean") else None)
 
 
 def to_markdown(table: Table) -> str:
-    """The table as Markdown: mean ± std in one column, missing values as "—"."""
-    cols = [c for c in table.columns if not c.endswith("_std")]
+    """The table as Markdown: mean ± std in one column, an interval as [low, high], missing values as "—"."""
+    cols = [c for c in table.columns if not c.endswith("_std") and c != "ci_high"]
     lines = [f"### {table.title}", "", "| " + " | ".join(MARKDOWN_HEADERS.get(c, c) for c in cols) + " |",
              "|" + "---|" * len(cols)]
-    for row in table.rows:
-        cells = []
-        for c in cols:
-            value = row[c]
-            if c in SIGNED and value is not None:
-                cells.append(f"{value:+.2f}")
-            else:
-                cells.append(_fmt(value, row.get(c[:-5] + "_std") if c.endswith("_mean") else None))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(_cell(row, c) for c in cols) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
+
+
+def support(same: Table, competitors: Table) -> str:
+    """In words: what the reruns support about the paper's claim (AR-LIF ahead of every competitor in every cell)
+    and what they do not; empty when no run was compared."""
+    pairs = [r for r in same.rows if r["verdict"] is not None]
+    compared = [r for r in competitors.rows if r["comparison"]]
+    if not pairs and not compared:
+        return ""
+    paragraphs = []
+    if pairs:
+        count = {v: sum(r["verdict"] == v for r in pairs) for v in (AHEAD, BEHIND, UNRESOLVED, SINGLE)}
+        paragraphs.append(
+            f"Same recipe, {len(pairs)} neuron-against-AR-LIF pairs (best epoch): AR-LIF is ahead in {count[AHEAD]} "
+            f"(the 95 % interval of the difference is above 0), behind in {count[BEHIND]} (below 0) and not "
+            f"distinguishable in {count[UNRESOLVED]}; {count[SINGLE]} have fewer than two seeds on a side, so a single "
+            f"difference and no interval.  The paper claims AR-LIF ahead in every cell: the reruns support that "
+            f"claim in the {count[AHEAD]} pairs where it is ahead, contradict it in the {count[BEHIND]} where it is "
+            "behind, and neither support nor contradict it in the rest.  `seeds per side to resolve` says how "
+            "many seeds would settle a pair if the spread and the difference stayed as observed.")
+    if compared:
+        like = sum(r["comparison"].startswith(LIKE) for r in compared)
+        paragraphs.append(
+            f"Published numbers: {len(compared)} reruns beside a competitor's number, {like} compared like with like "
+            f"and {len(compared) - like} shown but not comparable (a released checkpoint, an unstated statistic, or "
+            "one run beside a seed mean).  A difference from a published number says how closely a recipe "
+            "reproduces it, not which neuron is better.")
+    return "### What the reruns support\n\n" + "\n\n".join(paragraphs) + "\n"
 
 
 def write_csv(table: Table, path: Path) -> None:

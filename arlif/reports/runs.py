@@ -31,6 +31,9 @@ NOT_A_VARIANT = ("seed", "data_dir", "trainer.resume", "trainer.num_workers", "t
                  "search", "hydra", "logger", "experiment.name", "experiment.tags")
 # Overrides that choose a key field itself (the group or value, not a key under it): never a variant of a cell.
 KEY_OVERRIDES = ("T", "dataset", "model", "neuron")
+# Overrides whose value differs from seed to seed but means one variant: each seed starts from its own checkpoint
+# (TET's TIT), so the runs started from a checkpoint are one group, apart from those trained from scratch.
+ANY_VALUE = {"trainer.init_weights": "<a checkpoint>"}
 
 
 def read_summaries(paths: Iterable[Path]) -> list[dict]:
@@ -116,7 +119,7 @@ def _training_overrides(path: Path) -> dict[str, str]:
         key, _, value = str(line).lstrip("+~").partition("=")
         if key not in KEY_OVERRIDES and not any(key == k or key.startswith(k + ".") or key.startswith(k + "/")
                                                 for k in NOT_A_VARIANT):
-            out[key] = value
+            out[key] = ANY_VALUE.get(key, value)
     return out
 
 

@@ -26,15 +26,17 @@ from arlif.runner.runtime import resolve_num_workers
 
 # The held-out validation split does not move with `seed`, so seeds are compared on one split.
 VAL_SPLIT_SEED = 0
+# Keys of conf/neuron/<name>.yaml that are not the neuron's constructor options (arlif.runner.optim reads them).
+NOT_NEURON_OPTIONS = ("name", "own_weight_decay")
 
 
 def neuron_kwargs(cfg: DictConfig) -> dict:
-    """The neuron's own options: every key of conf/neuron/<name>.yaml but `name`.
+    """The neuron's own options: every key of conf/neuron/<name>.yaml but NOT_NEURON_OPTIONS.
 
     Checked by building one neuron, so that a key the neuron does not have, or a bad value,
     is reported as the neuron's, apart from whether the model fits the input.
     """
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.neuron, resolve=True).items() if k != "name"}
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.neuron, resolve=True).items() if k not in NOT_NEURON_OPTIONS}
     try:
         build_neuron(cfg.neuron.name, channels=1, T=cfg.T, **kwargs)
     except ValueError as exc:

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 # What a damaged checkpoint's reader can do instead, by purpose: use the run folder's other checkpoint
 # (its command-line key), or this.
 INSTEAD = {"resume": ("resume from", "trainer.resume", "start fresh in a new run folder"),
-           "evaluate": ("evaluate", "checkpoint", "pick another checkpoint")}
+           "evaluate": ("evaluate", "checkpoint", "pick another checkpoint"),
+           "initialise": ("start from", "trainer.init_weights", "pick another checkpoint")}
 _unsealed_warned: set[Path] = set()
 
 
@@ -68,7 +69,7 @@ def _instead(path: Path, purpose: str) -> str:
 
 def load_checkpoint(path: Path, purpose: str = "resume") -> dict:
     """Read a checkpoint onto the CPU after verifying its checksum; any damaged, unreadable or foreign file is a
-    CheckpointError whose advice fits `purpose` (resume | evaluate)."""
+    CheckpointError whose advice fits `purpose` (resume | evaluate | initialise)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")

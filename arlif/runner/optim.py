@@ -4,7 +4,10 @@ The published runs decay every parameter (batch-norm affine, biases and the neur
 α and β too); `optimizer.decay_all_params=false` exempts all 0-d and 1-d parameters,
 which are exactly those, as is usual elsewhere.  The neurons' own parameters can get
 their own weight decay (`neuron_weight_decay`) and, by name, a multiple of the learning
-rate (`neuron_lr_scale`), as GLIF trains its gates (no decay, gates at lr/10).
+rate (`neuron_lr_scale`), as GLIF trains its gates (no decay, gates at lr/10).  Without
+`neuron_weight_decay`, a neuron whose own code exempts its parameters from weight decay says so
+in its config (`own_weight_decay`, conf/neuron/glif.yaml), so that a recipe made for another
+neuron (the same-recipe grid) does not decay them.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def _param_groups(model: nn.Module, cfg) -> list[dict]:
     own_wd, scales = c.get("neuron_weight_decay"), c.get("neuron_lr_scale") or {}
     if own_wd is not None:
         check_number(cfg, "optimizer.neuron_weight_decay", 0.0)
+    elif cfg.neuron.get("own_weight_decay") is not None:
+        check_number(cfg, "neuron.own_weight_decay", 0.0)
+        own_wd = cfg.neuron.own_weight_decay
     for name in scales:
         check_number(cfg, f"optimizer.neuron_lr_scale.{name}", 0.0, low_open=True)
     apart = {}  # id -> (name, parameter) of the neuron parameters that get their own groups

@@ -1,4 +1,5 @@
-"""Continuing a run from a checkpoint: which one, loading and verifying it, whether it fits, restoring it.
+"""Continuing a run from a checkpoint: which one, loading and verifying it, whether it fits, restoring it;
+and starting a new run from another run's weights (`trainer.init_weights`).
 
 `resume_point(cfg, run_dir)` is the one call that chooses (`trainer.resume`, SLURM requeues),
 loads with its checksum verified and checks it holds the same network; the run then builds
@@ -80,6 +81,23 @@ def check_same_network(state: dict, cfg: DictConfig, path: Path) -> None:
         raise CheckpointError(f"checkpoint {path} holds a {theirs['model']['name']} with {theirs['neuron']['name']} "
                               f"neurons but this run builds a {cfg.model.name} with {cfg.neuron.name} neurons; "
                               "resume with the checkpoint's model and neuron, or start a new run folder")
+
+
+def load_initial_weights(model, cfg: DictConfig) -> None:
+    """`trainer.init_weights`: a fresh run's network starts from a checkpoint's weights (a run folder means its
+    last.pt), nothing else of it: optimizer, schedule, epochs and random state start anew.  This is TET's TIT:
+    train at a small T, then continue at the target T from that run (the weights of T-independent networks fit
+    any T)."""
+    if cfg.trainer.init_weights is None:
+        return
+    path = Path(str(cfg.trainer.init_weights))
+    if path.is_dir():
+        path = path / LAST
+    state = load_checkpoint(path, "initialise")
+    check_same_network(state, cfg, path)
+    check_model_fits(model, state, path, cfg)
+    model.load_state_dict(state["model"])
+    log.info("weights from %s (trained at T=%s, epoch %d)", path, state["config"].get("T"), state["epoch"])
 
 
 def restore_training(trainer: StepRunner, scheduler, state: dict, path: Path, cfg: DictConfig) -> None:

@@ -37,7 +37,8 @@ from arlif.runner.preemption import StopSignals
 from arlif.runner.profiling import StepProfiler
 from arlif.runner.progress import Progress
 from arlif.runner.records import BEST, LAST, METRICS
-from arlif.runner.resume import repair_best, restore_random_state, restore_training, resume_point
+from arlif.runner.resume import (load_initial_weights, repair_best, restore_random_state, restore_training,
+                                 resume_point)
 from arlif.runner.runtime import (configure_determinism, git_commit, is_main_process, resolve_device,
                                   resolve_precision, rng_state, seed_everything)
 from arlif.runner.tracking import RunRecorder
@@ -73,6 +74,8 @@ class TrainingRun:
         configure_determinism(cfg.trainer.deterministic)
         seed_everything(cfg.seed + distributed.rank())  # rank 0 as a single process; DDP copies its weights
         model = _build_trainable_model(cfg, device)
+        if resume is None:  # a resumed run's checkpoint holds its weights
+            load_initial_weights(model, cfg)
         resolve_backend(cfg.neuron.backend, device)  # a first-use C++ build happens here, not in epoch 1's timing
         optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(optimizer, cfg)
