@@ -451,13 +451,13 @@ MUTANTS = (
     # Issue 26: competitor recipes from their sources (TET's λ and epochs, TEBN's main.py, GLIF's leak, the
     # released code's T4 batch, DVS antialiasing in the frame cache key, CLIF's torchtoolbox Cutout, GLIF's own
     # weight decay in the same-recipe grid, 3 seeds), published numbers compared like with like, and the verdict.
-    Mutant("tet-cifar-lambda-from-dvs-script", "conf/experiment/compare/recipe/tet_cifar.yaml",
+    Mutant("tet-cifar-lambda-from-dvs-script", "conf/recipe/compare/tet_cifar.yaml",
            "tet_weight: 0.95            # 1 − λ", "tet_weight: 0.999           # 1 − λ",
            (PUBLISHED_PRESET,)),
-    Mutant("tebn-main-lr-as-copy", "conf/experiment/compare/recipe/tebn_cifar10_dvs_main.yaml",
+    Mutant("tebn-main-lr-as-copy", "conf/recipe/compare/tebn_cifar10_dvs_main.yaml",
            "  lr: 0.02", "  lr: 0.1",
            (PUBLISHED_PRESET,)),
-    Mutant("glif-leak-scaled-by-T", "conf/experiment/compare/recipe/glif_cifar.yaml",
+    Mutant("glif-leak-scaled-by-T", "conf/recipe/compare/glif_cifar.yaml",
            "  init_linear_decay: 0.0625   #", "  init_linear_decay: null   #",
            (PUBLISHED_PRESET,)),
     Mutant("released-code-t4-batch-16", "conf/experiment/table1_code/cifar10_dvs_vggsnn_t4.yaml",

@@ -22,9 +22,9 @@ from arlif.runner.training import train
 from arlif.runner.profiling import CATEGORIES
 
 DEBUG_PRESETS = ("fast", "overfit", "profile", "anomaly")
-# Every experiment preset (recipe/ holds their building blocks, which every table preset includes).
+# Every experiment preset (their building blocks, the recipes, are in conf/recipe/, outside the selectable group).
 EXPERIMENTS = sorted(str(p.relative_to(CONF_DIR / "experiment").with_suffix(""))
-                     for p in (CONF_DIR / "experiment").rglob("*.yaml") if p.parent.name != "recipe")
+                     for p in (CONF_DIR / "experiment").rglob("*.yaml"))
 QUICK = ["experiment=quickstart", "trainer.progress_bar=false"]
 # The profile's categories must add up to the wall-clock time of the profiled steps within this share.
 PROFILE_TOLERANCE = 0.05

@@ -1,7 +1,7 @@
 """The paper's published numbers, its competitors' published numbers, and the run that reproduces each.
 
 A result cell is one (dataset, model, neuron, T) trained with the published recipe of its
-dataset (conf/experiment/recipe/), whose runs are named `experiment_name(...)` (the
+dataset (conf/recipe/), whose runs are named `experiment_name(...)` (the
 presets set `experiment.name` to the same pattern, so that each cell is one W&B group).
 Accuracies are top-1 test accuracy in percent at the best test epoch, as published.
 
