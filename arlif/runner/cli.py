@@ -25,9 +25,10 @@ EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None) -> R:
+def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None, trial: bool = False) -> R:
     """Run `task`; on a UserError (raised, or wrapped by torch.compile) print `error: <message>` to
-    stderr and exit with its code.
+    stderr and exit with its code.  A search `trial` raises the UserError after printing it instead of
+    exiting, so that the Hydra launcher records the job as failed and the sweep goes on to its next trial.
 
     A KeyboardInterrupt (Ctrl-C before training, or a second one during it) exits with 130 and one
     line.  `on_error` runs first in both cases (train.py: remove the folder of a failed start).
@@ -41,6 +42,8 @@ def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None
         if on_error is not None:
             on_error()
         print(f"error: {_user_message(err)}", file=sys.stderr)
+        if trial:
+            raise err from None
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         if on_error is not None:

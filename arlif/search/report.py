@@ -2,7 +2,8 @@
 
 - optimization_results.yaml: Hydra's Optuna sweeper's top-level `name`, `best_params` and `best_value`
   (so scripts written for that sweeper read it as they are; null until a trial is complete), then the
-  study, its trial counts and `best`: the best trial's params, value, number, run folder and retrain command;
+  study, its trial counts, `best`: the best trial's params, value, number, run folder and retrain command,
+  and `failed`: each FAIL trial's number, reason and run folder;
 - trials.csv: one row per trial (number, state, value, epochs trained, every param, run folder, reason);
 - plots (Optuna's matplotlib visualisation): optimisation history, learning curves (the per-epoch
   objective every trial reported, pruned ones included), slice plot per parameter, and parameter
@@ -58,6 +59,8 @@ def results(study: optuna.Study, objective: str, n_trials: int) -> dict:
     if best:
         out["best"] = {"trial": best.number, "value": best.value, "params": dict(best.params),
                        "run_dir": best.user_attrs["run_dir"], "retrain": retrain_command(best)}
+    out["failed"] = [{"trial": t.number, "reason": t.user_attrs.get("reason"), "run_dir": t.user_attrs.get("run_dir")}
+                     for t in trials if t.state == TrialState.FAIL]
     return out
 
 
