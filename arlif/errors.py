@@ -40,11 +40,17 @@ STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "th
                   errno.EPERM: "operation not permitted"}
 
 
-def storage_error(path: Path, exc: BaseException, advice: str) -> Optional[StorageError]:
-    """A StorageError naming `path`, the cause and `advice` when `exc` is an OSError of STORAGE_ERRNOS, else None."""
+REWRITE = ("free space or make the folder writable, then run the same command again (a training run continues "
+           "from its last checkpoint with trainer.resume=auto)")
+
+
+def storage_error(exc: BaseException, path: Optional[Path] = None, advice: str = REWRITE) -> Optional[StorageError]:
+    """A StorageError naming the file (`path`, else the one the error names), the cause and `advice` when `exc` is
+    an OSError of STORAGE_ERRNOS; None for any other exception."""
     if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
         return None
-    return StorageError(f"cannot write {path}: {STORAGE_ERRNOS[exc.errno]}; {advice}")
+    where = f"write {path or exc.filename}" if (path or exc.filename) else "write a file"
+    return StorageError(f"cannot {where}: {STORAGE_ERRNOS[exc.errno]}; {advice}")
 
 
 def user_error_in(exc: BaseException) -> Optional[UserError]:

@@ -13,6 +13,7 @@ sample it caches and draws from numpy's global RNG on every read.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -21,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from torchvision.transforms.v2 import functional as F
 from arlif.data import DataBundle
 from arlif.data.augment import frame_augmentation
 from arlif.data.layout import check_split_sizes, data_root, natural_key, not_found
-from arlif.errors import ConfigError, DataError, storage_error
+from arlif.errors import ConfigError, DataError, StorageError, storage_error
 
 SENSOR_SIZE = (128, 128, 2)  # tonic order (W, H, polarities); both datasets use a 128x128 DVS
 CACHE_FORMAT = 2  # bump when the frame pipeline changes in a way the key below does not capture
@@ -216,11 +217,22 @@ def write_cached(path: Path, frames: np.ndarray) -> None:
     payload = buffer.getvalue()
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
     try:
-        partial.write_bytes(hashlib.sha256(payload).digest() + payload)
-        os.replace(partial, path)
+        with writing_cache(path):
+            partial.write_bytes(hashlib.sha256(payload).digest() + payload)
+            os.replace(partial, path)
+    except StorageError:
+        with contextlib.suppress(OSError):  # on a read-only disk there is none, and unlink says read-only
+            partial.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def writing_cache(path: Path) -> Iterator[None]:
+    """A write of the frame cache that the disk refuses becomes one StorageError naming `path` and what to do."""
+    try:
+        yield
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        err = storage_error(path, exc, "free space or make the folder writable, or move the frame cache "
+        err = storage_error(exc, path, "free space or make the folder writable, or move the frame cache "
                                        "elsewhere with dataset.cache_dir=PATH")
         if err is None:
             raise
@@ -235,9 +247,10 @@ def frame_cache_dir(cache_root: Path, name: str, split: str, frames: EventFrames
            "samples": hashlib.sha1("\n".join(s.key(root) for s in frames.samples).encode()).hexdigest()}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_root / name / f"{split}-T{frames.time_steps}-{frames.image_size}px-{digest}"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "key.json").is_file():  # for people browsing the cache; not read back
-        (folder / "key.json").write_text(json.dumps({**key, "num_samples": len(frames)}, indent=1))
+    with writing_cache(folder / "key.json"):
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "key.json").is_file():  # for people browsing the cache; not read back
+            (folder / "key.json").write_text(json.dumps({**key, "num_samples": len(frames)}, indent=1))
     return folder
 
 

@@ -47,11 +47,35 @@ _unsealed_warned: set[Path] = set()
 NAMED = {"model.name": MODELS, "neuron.name": NEURONS, "loss.name": LOSSES}
 
 
+class _Sink:
+    """The file torch.save writes into, keeping the OSError of a refused write that torch reports as a RuntimeError."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def _save_sealed(state: dict, tmp: Path) -> None:
     computes = torch.serialization.get_crc32_options()
     torch.serialization.set_crc32_options(True)  # the records' CRC-32s are part of the checksum
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            sink = _Sink(f)
+            try:
+                torch.save(state, sink)
+            except RuntimeError as exc:
+                if sink.error is None:
+                    raise
+                raise sink.error from exc  # the disk's own errno (full, over quota) for write_atomically
     finally:
         torch.serialization.set_crc32_options(computes)
     checksum.seal(tmp)

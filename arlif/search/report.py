@@ -8,11 +8,13 @@
 - plots (Optuna's matplotlib visualisation): optimisation history, learning curves (the per-epoch
   objective every trial reported, pruned ones included), slice plot per parameter, and parameter
   importances once IMPORTANCE_MIN_TRIALS trials are complete.
-Every file is written through a temporary file, so concurrent sweep processes never leave a torn one.
+Every file is written through a temporary file, so concurrent sweep processes never leave a torn one; a write the
+disk refuses is one StorageError naming the file, its temporary file removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -25,14 +27,23 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from arlif.errors import StorageError
+from arlif.runner.records import writing
+
 IMPORTANCE_MIN_TRIALS = 4
 RESULTS, TRIALS_CSV = "optimization_results.yaml", "trials.csv"
 
 
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    except StorageError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def retrain_command(trial: optuna.trial.FrozenTrial) -> str:
