@@ -176,17 +176,6 @@ class TrainingRun:
         else:
             self.progress.partial_epoch = {"epoch": epoch, "ranks": distributed.all_gather_object(fit["progress"])}
 
-    def _stopped_by_storage(self, err: StorageError, wall_time_s: float) -> None:
-        """summary.json after a refused write: interrupted, why, and how far the checkpoint on disk got."""
-        self.progress.wall_time_s = wall_time_s
-        self.trainer.stop_reason = str(err)
-        summary = {**self.summary(), "epochs_completed": self.saved_epoch}  # what a resume continues from
-        try:
-            self.recorder.write_summary(summary)
-        except StorageError:
-            log.warning("summary.json could not be updated either: it still says how the run stood before")
-        self.recorder.close()
-
     def run_epoch(self, epoch: int) -> Optional[dict]:
         """Train and evaluate one epoch; returns its metrics, or None when training stopped inside it."""
         trainer = self.trainer
@@ -249,7 +238,7 @@ class TrainingRun:
                     self.trainer.request_stop(self.trial.pruned)
                     break
         except StorageError as err:
-            self._stopped_by_storage(err, before + time.perf_counter() - started)
+            _record_refused_write(self, err, before + time.perf_counter() - started)
             raise
         self.progress.wall_time_s = before + time.perf_counter() - started
         status = self.status()
@@ -268,6 +257,18 @@ class TrainingRun:
             log_overfit_verdict(result["overfit"])
         self.profiler.log_report(log)
         return result
+
+
+def _record_refused_write(run: TrainingRun, err: StorageError, wall_time_s: float) -> None:
+    """summary.json after a write the disk refused: interrupted, why, and the epochs last.pt holds (what a resume
+    continues from), where it can still be written."""
+    run.progress.wall_time_s = wall_time_s
+    run.trainer.stop_reason = str(err)
+    try:
+        run.recorder.write_summary({**run.summary(), "epochs_completed": run.saved_epoch})
+    except StorageError:
+        log.warning("summary.json could not be updated either: it still says how the run stood before")
+    run.recorder.close()
 
 
 def train(cfg: DictConfig, run_dir: Path, trial: Optional[TrialFactory] = None) -> dict:
