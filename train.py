@@ -24,7 +24,8 @@ def main(cfg: DictConfig) -> None:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    summary = run_cli(lambda: train(cfg, run_dir, trial_reporter), on_error=remove_failed_start)
+    summary = run_cli(lambda: train(cfg, run_dir, trial_reporter), on_error=remove_failed_start,
+                      trial=cfg.get("search") is not None)
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
     exit_as_run_ended(summary, run_dir, sweep_dir)
 

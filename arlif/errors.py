@@ -7,6 +7,8 @@ and say what to do about it.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Optional
 
 
@@ -26,6 +28,29 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint cannot be read or does not match the run (name the file)."""
+
+
+class StorageError(UserError):
+    """A file cannot be written: the disk is full, over quota, read-only or not writable (name the file)."""
+
+
+# errno of a write the user must make room or permission for -> what it means
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted"}
+
+
+REWRITE = ("free space or make the folder writable, then run the same command again (a training run continues "
+           "from its last checkpoint with trainer.resume=auto)")
+
+
+def storage_error(exc: BaseException, path: Optional[Path] = None, advice: str = REWRITE) -> Optional[StorageError]:
+    """A StorageError naming the file (`path`, else the one the error names), the cause and `advice` when `exc` is
+    an OSError of STORAGE_ERRNOS; None for any other exception."""
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
+        return None
+    where = f"write {path or exc.filename}" if (path or exc.filename) else "write a file"
+    return StorageError(f"cannot {where}: {STORAGE_ERRNOS[exc.errno]}; {advice}")
 
 
 def user_error_in(exc: BaseException) -> Optional[UserError]:

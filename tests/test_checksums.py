@@ -1,6 +1,6 @@
 """Checksummed checkpoints (arlif.runner.checksum): a flipped byte anywhere in last.pt or best.pt, the tensor
 data included, is caught on every load path (resume, eval, the figure and table scripts that evaluate
-checkpoints; a search trial's resume, in a slow test) with one line naming the file,
+checkpoints; a search trial's resume, where the trial fails and the sweep goes on) with one line naming the file,
 the checksum expected and what to do, and the run folder is left as it was.  Checkpoints written before
 checksums still load, with one warning."""
 
@@ -9,7 +9,6 @@ import importlib.util
 import logging
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import zipfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from arlif.errors import CheckpointError
 from arlif.runner import checksum
@@ -25,7 +25,7 @@ from arlif.runner.config import CONF_DIR, compose
 from arlif.runner.evaluation import evaluate_checkpoint
 from arlif.runner.training import train
 from helpers import tiny_run
-from test_search import KILLER, TINY, finish, start, sweep_args
+from test_search import TINY, finish, read_trials, start, sweep_args
 
 REPO = CONF_DIR.parent
 RUN = tiny_run()  # one epoch
@@ -180,23 +180,28 @@ def test_every_byte_of_a_checkpoint_is_covered(tmp_path):
                 load_checkpoint(path)
 
 
-@pytest.mark.slow
-def test_a_sweep_stops_at_a_damaged_trial_checkpoint_and_leaves_the_trial_alone(tmp_path):
-    """A search trial's resume is a load path too: the rerun sweep exits 2 with the one line."""
+def test_a_damaged_trial_checkpoint_fails_that_trial_and_the_sweep_goes_on(trained, tmp_path):
+    """A search trial's resume is a load path too: trial 0's damaged last.pt makes it FAIL with the error line as
+    its reason, the file is left alone, trial 1 completes, and the report lists the failed trial."""
     conf = tmp_path / "conf"
     (conf / "hparams_search").mkdir(parents=True)
     (conf / "hparams_search" / "tiny.yaml").write_text(TINY)
-    args = sweep_args(conf, tmp_path / "study", "optimizer.lr=0.1", "hydra.sweeper.n_trials=1",
-                      "hydra.sweeper.pruner.name=none", "hydra.sweeper.plots=false")
-    code, out = finish(start(["-c", KILLER, *args], KILL_AT="2"))  # killed entering epoch 2 of trial 0
-    assert code == -signal.SIGKILL, out[-3000:]
-    trial = tmp_path / "study" / "trial-000"
+    study = tmp_path / "study"
+    trial = study / "trial-000"
+    trial.mkdir(parents=True)
     last = trial / "last.pt"
+    shutil.copyfile(trained / "last.pt", last)
     flip(last, offsets(last)["tensor data"])
-    # the run's files; Hydra writes train.log at every launch, and the killed run's stale run.lock is taken
-    # over (and released) before the checkpoint is read
-    ours = {p.name: p.read_bytes() for p in trial.iterdir() if p.is_file() and p.name not in ("train.log", "run.lock")}
+    damaged_bytes = last.read_bytes()
+    args = sweep_args(conf, study, "optimizer.lr=0.1", "hydra.sweeper.n_trials=2", "trainer.epochs=1",
+                      "hydra.sweeper.pruner.name=none", "hydra.sweeper.plots=false")
     code, out = finish(start(["train.py", *args]))
-    assert code == 2, out[-3000:]
-    assert out.splitlines()[-1].startswith(f"error: checkpoint {last} is damaged: record ")
-    assert {p.name: p.read_bytes() for p in trial.iterdir() if p.is_file() and p.name != "train.log"} == ours
+    assert code == 0, out[-3000:]
+    assert last.read_bytes() == damaged_bytes
+    rows = {row["number"]: row for row in read_trials(study)}
+    assert (rows["0"]["state"], rows["1"]["state"]) == ("FAIL", "COMPLETE")
+    assert re.fullmatch(damaged(last, "start fresh in a new run folder").replace("^", "^error: ", 1),
+                        rows["0"]["reason"]), rows["0"]["reason"]
+    report = yaml.safe_load((study / "optimization_results.yaml").read_text())
+    assert report["failed"] == [{"trial": 0, "reason": rows["0"]["reason"], "run_dir": str(trial)}]
+    assert report["trials"] == {"COMPLETE": 1, "FAIL": 1}

@@ -134,6 +134,47 @@ def test_antialiasing_is_part_of_the_cache_key_and_changes_the_frames(dvs_dir):
     assert torch.allclose(plain[0][0], want) and not torch.allclose(smooth[0][0], want)
     with pytest.raises(ConfigError, match="dataset.antialias"):
         build_data(dvs_cfg(dvs_dir, cache_dir=cache, antialias="yes"))
+FUZZ_ROUNDS = 240
+
+
+def damage(data: bytes, rng: np.random.Generator) -> bytes:
+    """`data` damaged one of the ways a file on a shared disk gets damaged: flipped bits, a cut, a zeroed
+    or overwritten stretch, garbage appended, or the digest replaced by a readable .npz of other frames."""
+    way = rng.integers(6)
+    out = bytearray(data)
+    if way == 0:
+        for offset in rng.integers(len(out), size=rng.integers(1, 9)):
+            out[offset] ^= 1 << int(rng.integers(8))
+    elif way == 1:
+        return bytes(out[:rng.integers(len(out))])
+    elif way in (2, 3):
+        start = int(rng.integers(len(out)))
+        end = min(len(out), start + int(rng.integers(1, 64)))
+        out[start:end] = bytes(end - start) if way == 2 else rng.bytes(end - start)
+    elif way == 4:
+        out += rng.bytes(int(rng.integers(1, 64)))
+    else:
+        return data[events.DIGEST_SIZE:]  # a plain .npz, as the former cache format wrote it
+    return bytes(out)
+
+
+def test_every_damaged_cache_file_is_rebuilt(dvs_dir, tmp_path):
+    """FUZZ_ROUNDS seeded rounds: a cached file damaged at random must read back as the undamaged frames."""
+    bundle = build_data(dvs_cfg(dvs_dir, cache_dir=str(tmp_path / "cache")))
+    cache = bundle.test
+    truth = [torch.from_numpy(cache.frames[i][0]).float() for i in range(len(cache))]
+    assert all(torch.equal(cache[i][0], truth[i]) for i in range(len(cache)))  # every file cached
+    rng = np.random.default_rng(28)
+    for _ in range(FUZZ_ROUNDS):
+        index = int(rng.integers(len(cache)))
+        path = cache.folder / f"{index}.npz"
+        intact = path.read_bytes()
+        damaged = damage(intact, rng)
+        assert damaged != intact
+        path.write_bytes(damaged)
+        assert torch.equal(cache[index][0], truth[index])
+        assert path.read_bytes() == intact  # rebuilt as it was
+    assert not list(cache.folder.glob("*.partial"))
 
 
 def test_train_samples_are_augmented_after_the_cache(dvs_dir):

@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from arlif.runner.config import CONF_DIR
 from arlif.runner.config import compose as compose_run
-from arlif.errors import ConfigError
+from arlif.errors import CheckpointError, ConfigError
 from arlif.runner.runlock import RunLock
 from arlif.runner.training import train
 from arlif.search.report import RESULTS, write_report
@@ -198,6 +198,7 @@ def test_report_leads_with_hydras_optuna_sweeper_keys(tmp_path):
     assert list(done)[:3] == ["name", "best_params", "best_value"]
     assert (done["best_params"], done["best_value"]) == ({"optimizer.lr": 0.01}, 70.0)
     assert done["best"]["trial"] == 2 and done["trials"] == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
+    assert done["failed"] == [{"trial": 0, "reason": None, "run_dir": "trial-000"}]
 
 
 def test_killed_sweep_resumes_its_trial_and_skips_finished_ones(conf_dir, tmp_path):
@@ -265,6 +266,8 @@ def test_every_way_a_trial_ends_is_told_to_optuna(tmp_path):
     """How a trial's run folder (and its job) ended -> the state Optuna is told, the value and the reason."""
     crashed = JobReturn()
     crashed.status, crashed._return_value = JobStatus.FAILED, RuntimeError("out of memory")
+    refused = JobReturn()  # train.py raises a trial's user error, after its one line, for the launcher to record
+    refused.status, refused._return_value = JobStatus.FAILED, CheckpointError("checkpoint last.pt is damaged: ...")
     lost = OSError("the node is gone")
     cases = [  # summary.json, metrics.jsonl lines, job, launcher error -> state (None: not ended), value, reason
         ({"status": "finished", "val_acc_best": 80.0, "epochs_completed": 2}, [{"epoch": 2, "val_acc": 70.0}],
@@ -278,6 +281,8 @@ def test_every_way_a_trial_ends_is_told_to_optuna(tmp_path):
         ({"status": "interrupted", "epochs_completed": 1}, [], None, None, None, None, None),
         ({"status": "running", "epochs_completed": 1}, [], crashed, None,
          TrialState.FAIL, None, "the trial crashed: RuntimeError: out of memory"),
+        ({"status": "running", "epochs_completed": 1}, [], refused, None,
+         TrialState.FAIL, None, "error: checkpoint last.pt is damaged: ..."),
         ({"status": "running", "epochs_completed": 1}, [], None, lost,
          TrialState.FAIL, None, "the launcher failed: OSError: the node is gone"),
         ({"status": "running", "epochs_completed": 1}, [], None, lost, None, None, None),  # its run holds its folder
@@ -289,7 +294,7 @@ def test_every_way_a_trial_ends_is_told_to_optuna(tmp_path):
         run_dir = tmp_path / SUBDIR.format(number)
         if summary is not None:
             write_run(run_dir, summary, *metrics)
-        lock = RunLock(run_dir) if number == 7 else None  # a job that outlived its launcher still runs
+        lock = RunLock(run_dir) if number == 8 else None  # a job that outlived its launcher still runs
         if lock:
             lock.acquire()
         try:

@@ -13,15 +13,16 @@ sample it caches and draws from numpy's global RNG on every read.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
+import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -33,10 +34,10 @@ from torchvision.transforms.v2 import functional as F
 from arlif.data import DataBundle
 from arlif.data.augment import frame_augmentation
 from arlif.data.layout import check_split_sizes, data_root, natural_key, not_found
-from arlif.errors import ConfigError, DataError
+from arlif.errors import ConfigError, DataError, StorageError, storage_error
 
 SENSOR_SIZE = (128, 128, 2)  # tonic order (W, H, polarities); both datasets use a 128x128 DVS
-CACHE_FORMAT = 1  # bump when the frame pipeline changes in a way the key below does not capture
+CACHE_FORMAT = 2  # bump when the frame pipeline changes in a way the key below does not capture
 
 CIFAR10_DVS_LAYOUT = "<data_dir>/CIFAR10DVS/<class>/*.aedat4 (classes airplane ... truck, 1000 files each)"
 IBM_GESTURE_LAYOUT = ("<data_dir>/DvsGesture/{trials_to_train.txt, trials_to_test.txt, "
@@ -172,8 +173,11 @@ class FrameCache(Dataset):
     """`frames` stored on first use as `<folder>/<index>.npz`, later read from there.
 
     Reads return (float32 tensor `[T, C, H, W]`, label), with `augment` applied on every
-    read (after the cache).  Files are written to a temporary name and renamed, so
-    parallel workers or runs never see half-written frames; an unreadable file is rebuilt.
+    read (after the cache).  A cached file is the SHA-256 of the rest, then a compressed .npz
+    of the frames; it is parsed only when the digest matches, so any damaged, truncated or foreign
+    file is rebuilt, never read.  Files are written to a temporary name and renamed, so parallel
+    workers or runs never see half-written frames; a write that the disk refuses (full, read-only)
+    is a StorageError naming the file, with the temporary file removed.
     """
 
     def __init__(self, frames: EventFrames, folder: Path, augment: Optional[Callable] = None) -> None:
@@ -184,17 +188,57 @@ class FrameCache(Dataset):
 
     def __getitem__(self, index: int):
         path = self.folder / f"{index}.npz"
-        try:
-            with np.load(path) as stored:
-                frames = stored["frames"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # not cached yet, or damaged
+        frames = read_cached(path)
+        if frames is None:  # not cached yet, or damaged
             frames, _ = self.frames[index]
-            partial = path.with_name(f"{index}.{os.getpid()}.partial")
-            with open(partial, "wb") as f:
-                np.savez_compressed(f, frames=frames)
-            os.replace(partial, path)
+            write_cached(path, frames)
         x = torch.from_numpy(frames).float()
         return (self.augment(x) if self.augment is not None else x), self.frames.samples[index].label
+
+
+DIGEST_SIZE = hashlib.sha256().digest_size
+
+
+def read_cached(path: Path) -> Optional[np.ndarray]:
+    """The frames cached at `path`; None when there is no file, or its digest does not match its content."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    payload = data[DIGEST_SIZE:]
+    if len(data) <= DIGEST_SIZE or hashlib.sha256(payload).digest() != data[:DIGEST_SIZE]:
+        return None
+    with np.load(io.BytesIO(payload)) as stored:  # the bytes written by write_cached, unchanged
+        return stored["frames"]
+
+
+def write_cached(path: Path, frames: np.ndarray) -> None:
+    """Cache `frames` at `path` (digest, then .npz) through a temporary file of this process."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frames=frames)
+    payload = buffer.getvalue()
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+    try:
+        with writing_cache(path):
+            partial.write_bytes(hashlib.sha256(payload).digest() + payload)
+            os.replace(partial, path)
+    except StorageError:
+        with contextlib.suppress(OSError):  # on a read-only disk there is none, and unlink says read-only
+            partial.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def writing_cache(path: Path) -> Iterator[None]:
+    """A write of the frame cache that the disk refuses becomes one StorageError naming `path` and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        err = storage_error(exc, path, "free space or make the folder writable, or move the frame cache "
+                                       "elsewhere with dataset.cache_dir=PATH")
+        if err is None:
+            raise
+        raise err from exc
 
 
 def frame_cache_dir(cache_root: Path, name: str, split: str, frames: EventFrames, root: Path) -> Path:
@@ -206,9 +250,10 @@ def frame_cache_dir(cache_root: Path, name: str, split: str, frames: EventFrames
            "samples": hashlib.sha1("\n".join(s.key(root) for s in frames.samples).encode()).hexdigest()}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_root / name / f"{split}-T{frames.time_steps}-{frames.image_size}px-{digest}"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "key.json").is_file():  # for people browsing the cache; not read back
-        (folder / "key.json").write_text(json.dumps({**key, "num_samples": len(frames)}, indent=1))
+    with writing_cache(folder / "key.json"):
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "key.json").is_file():  # for people browsing the cache; not read back
+            (folder / "key.json").write_text(json.dumps({**key, "num_samples": len(frames)}, indent=1))
     return folder
 
 

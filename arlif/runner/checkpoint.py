@@ -12,6 +12,10 @@ every read verifies it: resume (a search trial's too), eval.py, and the figures 
 evaluate checkpoints, all through `load_checkpoint`.  A damaged file is a CheckpointError naming the
 file, the checksum that was expected and what to do instead; the file is left as it is.  A checkpoint
 written before checksums loads unverified, with a warning (once per file).
+
+A checkpoint is untrusted input (docs/scaling.md, "What loading a checkpoint can do"): it is read without
+unpickling objects, and every name its config uses to choose code (NAMED) must be one of arlif's own
+registered options, else the load is a CheckpointError naming the key and value; nothing is imported.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from arlif.errors import CheckpointError
+from arlif.data import builder_name
+from arlif.errors import CheckpointError, ConfigError
+from arlif.loss import LOSSES
+from arlif.models import MODELS
+from arlif.neurons import NEURONS
 from arlif.runner import checksum
 from arlif.runner.records import BEST, LAST, write_atomically
 
@@ -35,13 +43,39 @@ INSTEAD = {"resume": ("resume from", "trainer.resume", "start fresh in a new run
            "evaluate": ("evaluate", "checkpoint", "pick another checkpoint"),
            "initialise": ("start from", "trainer.init_weights", "pick another checkpoint")}
 _unsealed_warned: set[Path] = set()
+# The config keys whose values choose code by name, and the names each may take.
+NAMED = {"model.name": MODELS, "neuron.name": NEURONS, "loss.name": LOSSES}
+
+
+class _Sink:
+    """The file torch.save writes into, keeping the OSError of a refused write that torch reports as a RuntimeError."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def _save_sealed(state: dict, tmp: Path) -> None:
     computes = torch.serialization.get_crc32_options()
     torch.serialization.set_crc32_options(True)  # the records' CRC-32s are part of the checksum
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            sink = _Sink(f)
+            try:
+                torch.save(state, sink)
+            except RuntimeError as exc:
+                if sink.error is None:
+                    raise
+                raise sink.error from exc  # the disk's own errno (full, over quota) for write_atomically
     finally:
         torch.serialization.set_crc32_options(computes)
     checksum.seal(tmp)
@@ -95,7 +129,25 @@ def load_checkpoint(path: Path, purpose: str = "resume") -> dict:
     missing = [k for k in ("model", "epoch", "config") if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; it is not an arlif checkpoint")
+    _check_names(state["config"], path)
     return state
+
+
+def _check_names(config, path: Path) -> None:
+    """Every name in a checkpoint's config that chooses code is one of arlif's registered options."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path}: its config is a {type(config).__name__}, not a mapping; "
+                              "it is not an arlif checkpoint")
+    stored = OmegaConf.create(config)
+    try:
+        builder_name(OmegaConf.select(stored, "dataset.builder"))
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path}: its config's {exc}; the checkpoint was not used") from None
+    for key, names in NAMED.items():
+        value = OmegaConf.select(stored, key)
+        if not isinstance(value, str) or value not in names:
+            raise CheckpointError(f"checkpoint {path}: its config's {key}={value!r} is not one of arlif's "
+                                  f"{sorted(names)}; the checkpoint was not used")
 
 
 # The config keys that decide a network's parameter names and shapes (arlif.runner.build.build_model).

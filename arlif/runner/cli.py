@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar
 
-from arlif.errors import ConfigError, UserError, user_error_in
+from arlif.errors import ConfigError, UserError, storage_error, user_error_in
 
 R = TypeVar("R")
 
@@ -25,9 +25,10 @@ EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None) -> R:
-    """Run `task`; on a UserError (raised, or wrapped by torch.compile) print `error: <message>` to
-    stderr and exit with its code.
+def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None, trial: bool = False) -> R:
+    """Run `task`; on a UserError (raised, or wrapped by torch.compile), or a write the disk refused (full,
+    over quota, read-only, no permission), print `error: <message>` to stderr and exit with its code.  A search `trial` raises the UserError after printing it instead of
+    exiting, so that the Hydra launcher records the job as failed and the sweep goes on to its next trial.
 
     A KeyboardInterrupt (Ctrl-C before training, or a second one during it) exits with 130 and one
     line.  `on_error` runs first in both cases (train.py: remove the folder of a failed start).
@@ -35,12 +36,15 @@ def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None
     try:
         return task()
     except Exception as exc:
-        err = user_error_in(exc)  # also one that torch.compile wrapped while tracing
+        # also one that torch.compile wrapped while tracing, and any write the disk refused
+        err = user_error_in(exc) or storage_error(exc)
         if err is None:
             raise
         if on_error is not None:
             on_error()
         print(f"error: {_user_message(err)}", file=sys.stderr)
+        if trial:
+            raise err from None
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         if on_error is not None:
@@ -51,7 +55,8 @@ def run_cli(task: Callable[[], R], on_error: Optional[Callable[[], None]] = None
 
 def run_hydra(main: Callable[[], None]) -> None:
     """Call a `@hydra.main` function; a mistyped override or unknown config option exits 2 with one
-    `error:` line that keeps Hydra's advice (the available options, the `+key=value` hint)."""
+    `error:` line that keeps Hydra's advice (the available options, the `+key=value` hint), and so does a
+    run or sweep folder that Hydra cannot create or write (disk full, read-only, no permission)."""
     from hydra.errors import CompactHydraException
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra then raises its errors instead of printing them
@@ -60,6 +65,12 @@ def run_hydra(main: Callable[[], None]) -> None:
     except CompactHydraException as err:
         print(f"error: {hydra_message(err)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except OSError as exc:
+        err = storage_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
 
 
 def hydra_message(err: Exception) -> str:

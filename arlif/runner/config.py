@@ -13,6 +13,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from arlif.data import builder_name
 from arlif.errors import ConfigError
 from arlif.models import MODELS
 from arlif.models.layers import BN_MODES, DROPOUT_MASKS
@@ -112,6 +113,7 @@ def validate(cfg: DictConfig) -> None:
     workers = cfg.trainer.num_workers
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"trainer.num_workers={workers!r} must be auto or an integer >= 0")
+    builder_name(OmegaConf.select(cfg, "dataset.builder"))
     _choice(cfg, "model.name", MODELS)
     _choice(cfg, "neuron.name", NEURONS)
     _choice(cfg, "model.bn_mode", BN_MODES)

@@ -15,7 +15,7 @@ from arlif.runner.build import build_loss, build_model, load_data, make_test_loa
 from arlif.runner.checkpoint import check_model_fits, load_checkpoint
 from arlif.runner.config import resolve, validate
 from arlif.runner.steps import StepRunner, neuron_parameters
-from arlif.runner.records import BEST, EVAL, write_json
+from arlif.runner.records import BEST, EVAL, write_json, writing
 from arlif.runner.runtime import resolve_device, resolve_precision
 
 
@@ -68,6 +68,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path, overrides: Sequence[str]
               "firing_rate": test["firing_rate"], "firing_rates": test["firing_rates"],
               "params": count_parameters(model), **neuron_parameters(model), "energy": ops.report().as_dict()}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir / EVAL):
+        out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / EVAL, result)
     return result

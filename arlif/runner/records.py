@@ -8,12 +8,13 @@ files (the runner, the search, the reports) names them through this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-from arlif.errors import DataError
+from arlif.errors import DataError, storage_error
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -23,15 +24,35 @@ LAST = "last.pt"
 BEST = "best.pt"
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A write of `path` that the disk refuses (full, over quota, read-only, no permission) becomes one StorageError
+    naming the file; any other error passes as it is."""
+    try:
+        yield
+    except OSError as exc:
+        err = storage_error(exc, path)
+        if err is None:
+            raise
+        raise err from exc
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` writes the file's new content to `<path>.tmp`, which is flushed to disk and renamed over
-    `path`: a kill at any moment leaves either the old or the new file whole, never a torn one."""
+    `path`: a kill at any moment leaves either the old or the new file whole, never a torn one.  A write that
+    fails removes `<path>.tmp` and leaves `path` as it was; a refused one is a StorageError (`writing`)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -30,7 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional
 
-from arlif.errors import UserError
+from arlif.errors import StorageError, UserError
+from arlif.runner.records import writing
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +166,25 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the folder, or raise RunFolderBusy naming the live holder and what to do."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with writing(self.path):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with writing(self.path):
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 lock = read_lock(self.run_dir)
                 if lock is not None:
                     self._take_over(*lock)
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.holder, f)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with writing(self.path), os.fdopen(fd, "w") as f:
+                    json.dump(self.holder, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except StorageError:
+                self.path.unlink()  # a lock that names nobody
+                raise
             self._thread = threading.Thread(target=self._beat, name="run-lock-heartbeat", daemon=True)
             self._thread.start()
             return
@@ -229,7 +236,8 @@ class RunLock:
             self._thread.join()
         lock = read_lock(self.run_dir)
         if lock is not None and lock[0].get("token") == self.holder["token"]:
-            self.path.unlink()
+            with contextlib.suppress(OSError):  # a folder turned read-only: the lock reads as stale once we are gone
+                self.path.unlink()
 
 
 @contextlib.contextmanager
@@ -241,14 +249,16 @@ def hold(run_dir: Path) -> Iterator[dict]:
     """
     from arlif.runner import distributed
 
-    lock, error = None, None
+    lock, error, refused = None, None, None
     if distributed.rank() == 0:
         lock = RunLock(run_dir)
         try:
             lock.acquire()
-        except RunFolderBusy as exc:
-            lock, error = None, str(exc)
+        except (RunFolderBusy, StorageError) as exc:  # held, or a disk that refuses the lock file
+            lock, error, refused = None, str(exc), exc
     error, holder = distributed.broadcast_object((error, lock.holder if lock else None))
+    if refused is not None:
+        raise refused
     if error is not None:
         raise RunFolderBusy(error)
     try:

@@ -16,7 +16,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from arlif.runner.records import CONFIG, METRICS, SUMMARY, write_atomically, write_json
+from arlif.runner.records import CONFIG, METRICS, SUMMARY, write_atomically, write_json, writing
 from arlif.runner.runtime import is_main_process
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,9 @@ class RunRecorder:
         self.wandb = None
         if not self.active:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.run_dir / CONFIG, resolve=True)
+        with writing(self.run_dir / CONFIG):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, self.run_dir / CONFIG, resolve=True)
         if cfg.logger.name == "wandb":
             self.wandb = WandbRun(cfg, self.run_dir, wandb_id)
 
@@ -143,7 +144,7 @@ class RunRecorder:
         """Append one epoch's metrics (must hold `epoch`) to metrics.jsonl and W&B."""
         if not self.active:
             return
-        with open(self.run_dir / METRICS, "a") as f:
+        with writing(self.run_dir / METRICS), open(self.run_dir / METRICS, "a") as f:  # a resume drops a cut line
             f.write(json.dumps(metrics) + "\n")
         if self.wandb is not None:
             self.wandb.log(metrics, step=metrics["epoch"])

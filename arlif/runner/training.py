@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from arlif.errors import ConfigError
+from arlif.errors import ConfigError, StorageError
 from arlif.kernels import resolve_backend
 from arlif.models import count_parameters
 from arlif.models.sync_bn import convert_sync_batchnorm
@@ -102,6 +102,7 @@ class TrainingRun:
             self.progress.load_state_dict(resume.state, resume.path)
             log.info("resuming from %s after epoch %d%s", resume.path, self.progress.epoch,
                      " and part of the next" if self.progress.partial_epoch else "")
+        self.saved_epoch = self.progress.epoch  # the epochs last.pt holds
         self.compile_time_s = None  # trainer.compile: the warm-up's seconds, before any file of the run is written
         if compile_mode(cfg) is not None:
             eval_sizes = {size for loader in (self.test_loader, self.val_loader) if loader is not None
@@ -161,6 +162,7 @@ class TrainingRun:
             save_checkpoint({**self.trainer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng,
                              "config": OmegaConf.to_container(self.cfg), **self.progress.state_dict()},
                             self.run_dir / LAST)
+        self.saved_epoch = self.progress.epoch
 
     def _stopped_inside(self, epoch: int, fit: dict) -> None:
         """Note why epoch `epoch` did not complete: the divergence advice, or where to resume."""
@@ -221,18 +223,23 @@ class TrainingRun:
         return summary
 
     def fit(self) -> dict:
-        """Run the remaining epochs, or until a stop; returns the final summary (also in summary.json)."""
+        """Run the remaining epochs, or until a stop; returns the final summary (also in summary.json).  A write the
+        disk refuses stops the run: its StorageError is raised after summary.json says so, where it still can."""
         started, before = time.perf_counter(), self.progress.wall_time_s
-        for epoch in range(self.progress.epoch + 1, self.cfg.trainer.epochs + 1):
-            if self.trainer.should_stop():  # asked for during the last evaluation; all processes agree
-                break
-            metrics = self.run_epoch(epoch)
-            if metrics is None:
-                break
-            summary = self.record(metrics, before + time.perf_counter() - started)
-            if self.trial is not None and self.trial.should_prune(metrics, summary):
-                self.trainer.request_stop(self.trial.pruned)
-                break
+        try:
+            for epoch in range(self.progress.epoch + 1, self.cfg.trainer.epochs + 1):
+                if self.trainer.should_stop():  # asked for during the last evaluation; all processes agree
+                    break
+                metrics = self.run_epoch(epoch)
+                if metrics is None:
+                    break
+                summary = self.record(metrics, before + time.perf_counter() - started)
+                if self.trial is not None and self.trial.should_prune(metrics, summary):
+                    self.trainer.request_stop(self.trial.pruned)
+                    break
+        except StorageError as err:
+            _record_refused_write(self, err, before + time.perf_counter() - started)
+            raise
         self.progress.wall_time_s = before + time.perf_counter() - started
         status = self.status()
         if status == "diverged":
@@ -250,6 +257,18 @@ class TrainingRun:
             log_overfit_verdict(result["overfit"])
         self.profiler.log_report(log)
         return result
+
+
+def _record_refused_write(run: TrainingRun, err: StorageError, wall_time_s: float) -> None:
+    """summary.json after a write the disk refused: interrupted, why, and the epochs last.pt holds (what a resume
+    continues from), where it can still be written."""
+    run.progress.wall_time_s = wall_time_s
+    run.trainer.stop_reason = str(err)
+    try:
+        run.recorder.write_summary({**run.summary(), "epochs_completed": run.saved_epoch})
+    except StorageError:
+        log.warning("summary.json could not be updated either: it still says how the run stood before")
+    run.recorder.close()
 
 
 def train(cfg: DictConfig, run_dir: Path, trial: Optional[TrialFactory] = None) -> dict:

@@ -2,16 +2,19 @@
 
 - optimization_results.yaml: Hydra's Optuna sweeper's top-level `name`, `best_params` and `best_value`
   (so scripts written for that sweeper read it as they are; null until a trial is complete), then the
-  study, its trial counts and `best`: the best trial's params, value, number, run folder and retrain command;
+  study, its trial counts, `best`: the best trial's params, value, number, run folder and retrain command,
+  and `failed`: each FAIL trial's number, reason and run folder;
 - trials.csv: one row per trial (number, state, value, epochs trained, every param, run folder, reason);
 - plots (Optuna's matplotlib visualisation): optimisation history, learning curves (the per-epoch
   objective every trial reported, pruned ones included), slice plot per parameter, and parameter
   importances once IMPORTANCE_MIN_TRIALS trials are complete.
-Every file is written through a temporary file, so concurrent sweep processes never leave a torn one.
+Every file is written through a temporary file, so concurrent sweep processes never leave a torn one; a write the
+disk refuses is one StorageError naming the file, its temporary file removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -24,14 +27,23 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from arlif.errors import StorageError
+from arlif.runner.records import writing
+
 IMPORTANCE_MIN_TRIALS = 4
 RESULTS, TRIALS_CSV = "optimization_results.yaml", "trials.csv"
 
 
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    except StorageError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def retrain_command(trial: optuna.trial.FrozenTrial) -> str:
@@ -58,6 +70,8 @@ def results(study: optuna.Study, objective: str, n_trials: int) -> dict:
     if best:
         out["best"] = {"trial": best.number, "value": best.value, "params": dict(best.params),
                        "run_dir": best.user_attrs["run_dir"], "retrain": retrain_command(best)}
+    out["failed"] = [{"trial": t.number, "reason": t.user_attrs.get("reason"), "run_dir": t.user_attrs.get("run_dir")}
+                     for t in trials if t.state == TrialState.FAIL]
     return out
 
 

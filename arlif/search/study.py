@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from arlif.errors import ConfigError
-from arlif.runner.records import metrics_lines, read_summary
+from arlif.runner.records import metrics_lines, read_summary, writing
 from arlif.runner.runlock import process_runs, process_start
 
 OBJECTIVES = ("val_acc_best", "val_acc_final")
@@ -43,8 +43,9 @@ def make_storage(storage: str) -> BaseStorage:
     """A database URL (contains `://`) or a journal file path."""
     if "://" in storage:
         return RDBStorage(storage)
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(storage, lock_obj=JournalFileSymlinkLock(storage)))
+    with writing(Path(storage)):
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(storage, lock_obj=JournalFileSymlinkLock(storage)))
 
 
 def _build(table: Mapping[str, type], spec: Mapping[str, Any], key: str, **extra):

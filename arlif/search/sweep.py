@@ -10,7 +10,8 @@ for new trials until the study holds `n_trials`.  Asking and adopting happen und
 study folder, so several sweep processes on one storage share the study without duplicate trial
 numbers or surplus trials.  How a trial ended is read from its run folder (summary.json,
 metrics.jsonl): finished -> COMPLETE with the objective, pruned -> PRUNED, diverged or crashed -> FAIL
-with the reason in the trial's user attrs.
+with the reason in the trial's user attrs.  A trial stopped by a user error (a damaged checkpoint to resume,
+a bad value of its sampled config) is a FAIL whose reason is its `error:` line, and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from arlif.errors import ConfigError
+from arlif.errors import ConfigError, user_error_in
 from arlif.runner.runlock import live_holder
 from arlif.search.report import write_report
 from arlif.search.space import SearchSpace, hydra_value, search_space
@@ -44,7 +45,8 @@ def _crash(job: Optional[JobReturn]) -> Optional[str]:
     try:
         job.return_value  # re-raises the job's exception
     except Exception as exc:  # noqa: BLE001 - any exception of the trial is its failure reason
-        return f"the trial crashed: {type(exc).__name__}: {exc}"
+        err = user_error_in(exc)
+        return f"error: {err}" if err is not None else f"the trial crashed: {type(exc).__name__}: {exc}"
     return "the trial crashed"
 
 
