@@ -69,7 +69,7 @@ def test_the_compile_warm_up_leaves_every_random_generator_as_it_was():
     device = torch.device("cpu")
     model = build_model(cfg)
     trainer = StepRunner(model, build_loss(cfg), build_optimizer(model, cfg), device, resolve_precision("fp32", device),
-                      cfg.T, False, progress_bar=False)
+                         cfg.T, False, progress_bar=False)
     seed_everything(28)
     before = rng_state()
     compile_model(trainer, cfg, sample_shape(cfg, False), {cfg.batch_size})
