@@ -64,6 +64,9 @@ def parse_args(argv=None):
                    help="also time the network under torch.compile")
     p.add_argument("--network-backends", nargs="+", choices=["reference", "fused"], default=["reference", "fused"],
                    help="neuron backends of the network table (fused: the device's fused kernel)")
+    p.add_argument("--per-call", action="store_true",
+                   help="only the fixed cost of one call: AR-LIF fwd+bwd at T=4 on 64 elements against "
+                        "x.sigmoid().sum().backward() on the same tensor, interleaved in this process")
     p.add_argument("--out", type=Path, help="also write the Markdown report here")
     return p.parse_args(argv)
 
@@ -310,11 +313,45 @@ def bench_network(backends, device, batch, steps, amp: str, compile_too: bool) -
     return lines + [""]
 
 
+def per_call(device, repeats: int, calls: int = 200) -> list[str]:
+    """The fixed cost of one neuron call: AR-LIF (its default backend) forward+backward at T = 4 on
+    64 elements against the trivial autograd chain `x.sigmoid().sum().backward()` on the same tensor;
+    the two are timed alternately, `calls` calls per sample, median of `repeats` samples each."""
+    neuron = build_neuron("arlif").to(device)
+    x = torch.randn(4, 64, device=device).requires_grad_()
+
+    def arlif():
+        neuron(x).sum().backward()
+
+    def trivial():
+        x.sigmoid().sum().backward()
+
+    samples = {"arlif": [], "trivial": []}
+    for fn in (arlif, trivial):  # warm-up: builds and self-checks the engine
+        fn()
+    for _ in range(repeats):
+        for name, fn in (("arlif", arlif), ("trivial", trivial)):
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - t0) / calls)
+    a, t = statistics.median(samples["arlif"]), statistics.median(samples["trivial"])
+    return ["## Per-call cost (T = 4, 64 elements)", "", f"Machine: {machine(device)}.", "",
+            "| call | µs per fwd+bwd | ratio |", "|---|---:|---:|",
+            f"| AR-LIF ({resolve_backend('auto', device)}) | {a * 1e6:.1f} | {a / t:.2f}× |",
+            f"| x.sigmoid().sum().backward() | {t * 1e6:.1f} | 1.00× |", ""]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.per_call:
+        print("\n".join(per_call(device, args.repeats)))
+        return 0
     fused = resolve_backend("auto", device)
     report = ["## Neuron backends", "", f"Machine: {machine(device)}.", "",
               f"Times are medians of {args.repeats} runs after {args.warmup} warm-up runs, all rows of a "

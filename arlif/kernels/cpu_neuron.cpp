@@ -50,11 +50,17 @@ inline int64_t scratch_per_neuron(int64_t T) {
   return 3 * (T + 1) + 2;
 }
 
+// Neuron-steps below which a block's work is not worth waking another thread for: a small
+// input runs as one block on the calling thread (at::parallel_for runs one item inline).
+constexpr int64_t kMinBlockSteps = int64_t{1} << 14;
+
 // Neurons per block: a multiple of L whose scratch fits in about 256 KiB of L2, at most
-// an equal share of N per thread so that every thread gets work.
+// an equal share of N per thread so that every thread gets work, and at least
+// kMinBlockSteps / T neurons.
 int64_t block_size(int64_t T, int64_t N) {
   const int64_t cache_bound = std::max<int64_t>(256, (int64_t{1} << 16) / scratch_per_neuron(T));
-  const int64_t per_thread = (N + at::get_num_threads() - 1) / at::get_num_threads();
+  const int64_t per_thread = std::max((N + at::get_num_threads() - 1) / at::get_num_threads(),
+                                      kMinBlockSteps / std::max<int64_t>(T, 1));
   const int64_t b = std::min(cache_bound, per_thread);
   return std::max<int64_t>(L, (b + L - 1) / L * L);
 }
