@@ -14,6 +14,8 @@ An engine is a module or object with
     forward(x, spec, alpha, beta) -> (spikes [T, N], flags [T, N] uint8)
     backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta)
         -> (grad_x [T, N], dL/dα or None, dL/dβ or None)
+    eager(x, alpha, beta, spec, squash) -> spikes   (optional: the engine's own eager call with
+                                                     autograd; else `EagerNeuron` runs it)
 
 where the backward gets x = None for the soft reset, which does not need it; `flags` holds
 one byte per neuron-step (bit 0 spike, bit 1 surrogate window), all the engines keep for the
@@ -184,3 +186,13 @@ class EagerNeuron(torch.autograd.Function):
         if g_beta is not None and ctx.squash:
             g_beta = g_beta * (1 - beta * beta)  # tanh's derivative, as autograd's tanh backward
         return unflat(grad_x, shape, strides), g_alpha, g_beta, None, None, None
+
+
+def eager_call(impl):
+    """The eager call of engine `impl`: call(x, alpha, beta, spec, squash) -> spikes in x's dtype and layout
+    (β = tanh(beta) when `squash`), with autograd: the engine's own `eager` (the C++ engine's is one C++
+    autograd node), else `EagerNeuron` on it."""
+    own = getattr(impl, "eager", None)
+    if own is not None:
+        return own
+    return lambda x, alpha, beta, spec, squash: EagerNeuron.apply(x, alpha, beta, impl, spec, squash)
