@@ -57,12 +57,12 @@ constexpr int64_t kMinBlockSteps = int64_t{1} << 14;
 
 // Neurons per block: a multiple of L whose scratch fits in about 256 KiB of L2, at most
 // an equal share of N per thread so that every thread gets work, and at least
-// kMinBlockSteps / T neurons.
+// kMinBlockSteps / T neurons (or all N).
 int64_t block_size(int64_t T, int64_t N) {
   const int64_t cache_bound = std::max<int64_t>(256, (int64_t{1} << 16) / scratch_per_neuron(T));
   const int64_t per_thread = std::max((N + at::get_num_threads() - 1) / at::get_num_threads(),
                                       kMinBlockSteps / std::max<int64_t>(T, 1));
-  const int64_t b = std::min(cache_bound, per_thread);
+  const int64_t b = std::min({cache_bound, per_thread, N});  // no scratch beyond N neurons
   return std::max<int64_t>(L, (b + L - 1) / L * L);
 }
 
