@@ -251,13 +251,15 @@ def channels_last_input(seed):
 @pytest.mark.parametrize("path", ["eager", "custom-op"])
 def test_layouts_kept_and_values_equal(backend, path):
     """Any dense input whose dim 0 is T keeps its strides in spikes and grad_x, with the reference's
-    values; a strided one (steps not outermost) gives contiguous results; on the eager fast path and
-    through the custom operators alike."""
+    values; a strided one (steps not outermost, or gaps between steps) gives contiguous results; on the
+    eager fast path and through the custom operators alike."""
     device = DEVICE[backend]
     x_cl, g_cl = channels_last_input(seed=13)
     strided = inputs((2, 3, 4, 5), seed=14)[0].transpose(0, 1)  # [T=3, 2, 4, 5], steps not outermost
+    gaps = inputs((6, 2, 4, 5), seed=15)[0][::2]  # every other step: each dense, with gaps between them
     for x, grad, strides in ((x_cl, g_cl, x_cl.stride()), (x_cl, g_cl.contiguous(), x_cl.stride()),
-                             (strided, torch.ones_like(strided), strided.contiguous().stride())):
+                             (strided, torch.ones_like(strided), strided.contiguous().stride()),
+                             (gaps, torch.ones_like(gaps), gaps.contiguous().stride())):
         x, grad = x.to(device), grad.to(device)
         neuron = make("arlif", backend, device)
         neuron.eager_fast_path = path == "eager"
