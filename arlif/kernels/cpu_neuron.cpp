@@ -17,6 +17,7 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <ATen/SequenceNumber.h>
 #include <ATen/record_function.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -560,7 +561,9 @@ class NeuronFunction : public torch::autograd::Function<NeuronFunction> {
 
 at::Tensor eager(const at::Tensor& x, const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& b,
                  int64_t reset, double decay, double v_threshold, double width, bool squash) {
-  RECORD_FUNCTION("arlif::neuron_eager", std::vector<c10::IValue>());  // a profiler range, when one records
+  // A profiler range, when one records, with the sequence number the autograd node gets: the profiler
+  // pairs the node's backward with this forward by it (arlif.runner.profiling.attribute_time).
+  RECORD_FUNCTION("arlif::neuron_eager", std::vector<c10::IValue>(), at::sequence_number::peek());
   // Autograd wants defined tensors: LIF's unused scalars are zeros that need no gradient.
   const auto none = [&] { return at::zeros({}, x.options().dtype(at::kFloat)); };
   return NeuronFunction::apply(x, alpha.has_value() ? *alpha : none(), b.has_value() ? *b : none(), reset,

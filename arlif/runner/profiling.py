@@ -169,8 +169,8 @@ def attribute_time(events: Iterable, labels: dict) -> tuple[Counter, Counter, di
 
 def _by_name(name: str) -> str:
     lowered = name.lower()
-    if lowered.startswith("arlif::neuron"):  # the fused neuron operators, also inside a compiled graph
-        return "neuron"
+    if lowered.startswith("arlif::neuron") or "neuronfunction" in lowered:  # the fused neuron operators (also
+        return "neuron"  # inside a compiled graph) and the C++ engine's eager node
     if "conv" in lowered:
         return "convolution"
     if "batch_norm" in lowered or "batchnorm" in lowered:
