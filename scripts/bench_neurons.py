@@ -62,6 +62,13 @@ def parse_args(argv=None):
                    help="also time the network under torch.compile")
     p.add_argument("--network-backends", nargs="+", choices=["reference", "fused"], default=["reference", "fused"],
                    help="neuron backends of the network table (fused: the device's fused kernel)")
+    p.add_argument("--per-call", action="store_true",
+                   help="only the fixed cost of one call: AR-LIF fwd+bwd at T=4 on 64 elements against "
+                        "x.sigmoid().sum().backward() on the same tensor, interleaved in this process")
+    p.add_argument("--kernel-only", action="store_true",
+                   help="only the fused AR-LIF kernels themselves at each --T and the first --N (no module, no "
+                        "autograd), against the time to move their minimum bytes at the measured copy rate")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="--kernel-only's input dtype")
     p.add_argument("--out", type=Path, help="also write the Markdown report here")
     return p.parse_args(argv)
 
@@ -308,11 +315,105 @@ def bench_network(backends, device, batch, steps, amp: str, compile_too: bool) -
     return lines + [""]
 
 
+def per_call(device, repeats: int, calls: int = 200) -> list[str]:
+    """The fixed cost of one neuron call: AR-LIF (its default backend) forward+backward at T = 4 on
+    64 elements against the trivial autograd chain `x.sigmoid().sum().backward()` on the same tensor;
+    the two are timed alternately, `calls` calls per sample, median of `repeats` samples each."""
+    lean, custom_op = build_neuron("arlif").to(device), build_neuron("arlif").to(device)
+    custom_op.eager_fast_path = False  # every call through the torch.library operators, as before issue 27
+    x = torch.randn(4, 64, device=device).requires_grad_()
+    calls_by_row = {f"AR-LIF ({resolve_backend('auto', device)}), eager fast path": lambda: lean(x).sum().backward(),
+                    "AR-LIF, through the custom operators": lambda: custom_op(x).sum().backward(),
+                    "x.sigmoid().sum().backward()": lambda: x.sigmoid().sum().backward()}
+    samples = {name: [] for name in calls_by_row}
+    for fn in calls_by_row.values():  # warm-up: builds and self-checks the engine
+        fn()
+    for _ in range(repeats):
+        for name, fn in calls_by_row.items():
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - t0) / calls)
+    trivial = statistics.median(samples["x.sigmoid().sum().backward()"])
+    return ["## Per-call cost (T = 4, 64 elements)", "", f"Machine: {machine(device)}.", "",
+            "| call | µs per fwd+bwd | ratio |", "|---|---:|---:|",
+            *(f"| {name} | {statistics.median(v) * 1e6:.1f} | {statistics.median(v) / trivial:.2f}× |"
+              for name, v in samples.items()), ""]
+
+
+def timed_ms(fn, device, repeats: int) -> float:
+    """Median ms of `fn()`: triton.testing.do_bench on CUDA (it flushes the L2 between runs), else wall clock."""
+    if device.type == "cuda":
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=5, rep=50, return_mode="median")
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def kernel_only(device, Ts, N: int, dtype: torch.dtype, repeats: int) -> list[str]:
+    """The fused AR-LIF engine's forward and backward launches alone (the Triton kernels on CUDA, the C++
+    kernel on CPU, whose input is fp32), with the bytes they move in the real dtypes, against the time a
+    device copy needs for the minimum bytes: x read and spikes written in forward, x and the spikes'
+    gradient read and grad_x written in backward (5 bytes of the dtype per neuron-step)."""
+    import math
+
+    from arlif.kernels import cpu, triton_neuron
+
+    d = torch.finfo(dtype).bits // 8
+    spec = build_neuron("arlif").spec
+    alpha, beta = torch.tensor(1.2, device=device), torch.tensor(math.tanh(0.2), device=device)
+    lines = [f"## Fused AR-LIF kernels alone, N = {N:,} neurons per step, {str(dtype).removeprefix('torch.')}", "",
+             f"Machine: {machine(device)}.", "",
+             "| T | forward ms | backward ms | fwd+bwd ms | bytes moved | minimum bytes | copy GB/s | "
+             "minimum at copy rate ms | fwd+bwd / minimum |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for T in Ts:
+        x = (torch.randn(T, N, device=device) * 0.9 + 0.6).to(dtype)
+        grad = torch.randn(T, N, device=device).to(dtype)
+        if device.type == "cuda":
+            forward, _, flags = triton_neuron.plan_forward(x, spec, alpha, beta)
+            forward()
+            backward = triton_neuron.plan_backward(x, flags, grad, spec, alpha, beta, True, True)[0]
+            # forward: x, spikes, flags; backward: replay x, flags, fp32 r; reverse flags, ∂L/∂s, x, r, grad_x
+            moved = T * N * ((2 * d + 1) + (d + 1 + 4) + (1 + 3 * d + 4))
+        else:
+            _, flags = cpu.forward(x, spec, alpha, beta)
+            forward = lambda: cpu.forward(x, spec, alpha, beta)  # noqa: E731
+            backward = lambda: cpu.backward(x, flags, grad, spec, alpha, beta, True, True)  # noqa: E731
+            moved = T * N * ((2 * d + 1) + (1 + 3 * d))  # forward x, spikes, flags; backward flags, x, ∂L/∂s, grad_x
+        fwd_ms, bwd_ms = timed_ms(forward, device, repeats), timed_ms(backward, device, repeats)
+        minimum = 5 * d * T * N
+        src = torch.empty(minimum // 2, dtype=torch.uint8, device=device)
+        dst = torch.empty_like(src)
+        floor_ms = timed_ms(lambda: dst.copy_(src), device, repeats)  # reads and writes minimum / 2 bytes: moves all
+        rate = minimum / (floor_ms * 1e-3) / 1e9
+        lines.append(f"| {T} | {fwd_ms:.3f} | {bwd_ms:.3f} | {fwd_ms + bwd_ms:.3f} | {moved / 1e6:,.0f} MB | "
+                     f"{minimum / 1e6:,.0f} MB | {rate:,.0f} | {floor_ms:.3f} | {(fwd_ms + bwd_ms) / floor_ms:.2f}× |")
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.per_call:
+        print("\n".join(per_call(device, args.repeats)))
+        return 0
+    if args.kernel_only:
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+        text = "\n".join(kernel_only(device, args.T, args.N[0], dtype, args.repeats))
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return 0
     fused = resolve_backend("auto", device)
     report = ["## Neuron backends", "", f"Machine: {machine(device)}.", "",
               f"Times are medians of {args.repeats} runs after {args.warmup} warm-up runs, all rows of a "

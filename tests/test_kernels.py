@@ -201,7 +201,9 @@ def test_gradients_only_for_learnable_scalars(monkeypatch, name, wanted):
         return real_backward(*args)
 
     monkeypatch.setattr(cpu_engine, "backward", spy)
-    run(make(name, "cpu", "cpu"), *inputs((3, 50), seed=2))
+    neuron = make(name, "cpu", "cpu")
+    neuron.eager_fast_path = False  # the custom operators' path; the C++ eager node is checked by value above
+    run(neuron, *inputs((3, 50), seed=2))
     assert asked and set(asked) == {wanted}  # the self-check, if it runs, asks the same
 
 
@@ -236,3 +238,74 @@ def test_failed_build_falls_back_with_one_warning(monkeypatch):
             assert cpu_engine.load() is None
     finally:
         cpu_engine.load.cache_clear()
+
+
+def channels_last_input(seed):
+    """[T, B, C, H, W] currents whose steps are channels_last: dense, steps outermost, not contiguous."""
+    x, grad = inputs((3, 2, 5, 4, 3), seed=seed)
+    cl = lambda t: t.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, t.shape[:2])  # noqa: E731
+    return cl(x), cl(grad)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("path", ["eager", "custom-op"])
+def test_layouts_kept_and_values_equal(backend, path):
+    """Any dense input whose dim 0 is T keeps its strides in spikes and grad_x, with the reference's
+    values; a strided one (steps not outermost, or gaps between steps) gives contiguous results; on the
+    eager fast path and through the custom operators alike."""
+    device = DEVICE[backend]
+    x_cl, g_cl = channels_last_input(seed=13)
+    strided = inputs((2, 3, 4, 5), seed=14)[0].transpose(0, 1)  # [T=3, 2, 4, 5], steps not outermost
+    gaps, _ = inputs((3, 2, 4, 5), seed=15)
+    same = lambda t: t * 1  # noqa: E731  (keeps t's layout; a non-leaf, so the hook below sees its gradient)
+    spaced = lambda t: torch.stack([t, torch.zeros_like(t)], 1).flatten(0, 1)[::2]  # noqa: E731  gaps between steps
+    for x, grad, layer_input, strides in (
+            (x_cl, g_cl, same, x_cl.stride()), (x_cl, g_cl.contiguous(), same, x_cl.stride()),
+            (strided, torch.ones_like(strided), same, strided.contiguous().stride()),
+            (gaps, torch.ones_like(gaps), spaced, gaps.stride())):
+        x, grad = x.to(device), grad.to(device)
+        neuron = make("arlif", backend, device)
+        neuron.eager_fast_path = path == "eager"
+        grad_strides = []  # of grad_x as the neuron's backward returns it, before autograd accumulates it
+        neuron.register_forward_pre_hook(lambda _m, args: args[0].register_hook(
+            lambda g: grad_strides.append(g.stride())) and None)
+        got = run(lambda t: neuron(layer_input(t)), x, grad)
+        got = (got[0], got[1], {p: getattr(neuron, p).grad for p in ("alpha", "beta_raw")})
+        ref = run(make("arlif", "reference", device), x, grad)
+        assert got[0].stride() == strides and grad_strides == [strides]
+        assert torch.equal(got[0], ref[0])
+        torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5 * ref[1].abs().max().item())
+        for pname in ref[2]:
+            torch.testing.assert_close(got[2][pname], ref[2][pname], rtol=1e-5, atol=1e-7)
+
+
+def test_fake_strides_agree_with_the_real_operators():
+    """The custom operators' shape functions promise the strides the real operators return."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from arlif.kernels.function import neuron_backward, neuron_forward
+
+    kernels.choose_engine("cpu", torch.device("cpu"), torch.float32, make("arlif", "cpu", "cpu").spec, (True, True))
+    x = torch.randn(4, 10)
+    grad = torch.randn(10, 4).t()  # non-contiguous gradient rows
+    alpha, beta = torch.tensor(1.0), torch.tensor(0.2)
+    consts = ("cpu", "adaptive", 0.5, 1.0, 1.0)
+    spikes, flags = neuron_forward(x, alpha, beta, *consts)
+    real = (spikes, flags, *neuron_backward(x, flags, grad, alpha, beta, *consts, True, True))
+    with FakeTensorMode() as mode:
+        fx, fgrad, fa, fb = (mode.from_tensor(t) for t in (x, grad, alpha, beta))
+        fs, ff = neuron_forward(fx, fa, fb, *consts)
+        fake = (fs, ff, *neuron_backward(fx, ff, fgrad, fa, fb, *consts, True, True))
+    assert [(t.shape, t.stride(), t.dtype) for t in fake] == [(t.shape, t.stride(), t.dtype) for t in real]
+
+
+def test_engine_chosen_once_per_case(monkeypatch):
+    """The engine is chosen (and self-checked) once per module and case, not on every call."""
+    neuron = make("arlif", "cpu", "cpu")
+    x, _ = inputs((4, 20), seed=3)
+    neuron(x)
+    calls = []
+    monkeypatch.setattr(kernels, "choose_engine", lambda *a: calls.append(a))
+    neuron(x)
+    neuron(x.to(torch.bfloat16))  # another dtype: another case
+    assert len(calls) == 1

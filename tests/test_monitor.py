@@ -80,6 +80,23 @@ def test_monitor_counts_each_call_and_only_while_attached():
     assert monitor.rates() == {}
 
 
+def test_sums_are_buffers_outside_the_state_dict():
+    """The sums live on the neuron layers as buffers (module state a compiled graph updates in place, which
+    CUDA graphs replay), zeroed in place by `reset`, and never in the state dict (checkpoints unchanged)."""
+    model = TwoLayers()
+    keys = set(model.state_dict())
+    monitor = FiringRateMonitor(model)
+    buffers = dict(model.named_buffers())
+    assert {"a.firing_spike_sum", "a.firing_element_count", "b.firing_spike_sum"} <= set(buffers)
+    assert set(model.state_dict()) == keys
+    with monitor:
+        model.a(torch.full((4, 2), 10.0))
+    assert float(buffers["a.firing_spike_sum"]) == 8 and int(buffers["a.firing_element_count"]) == 8
+    monitor.reset()
+    assert dict(model.named_buffers())["a.firing_spike_sum"] is buffers["a.firing_spike_sum"]
+    assert float(buffers["a.firing_spike_sum"]) == 0
+
+
 def _evaluate_rank(rank, init_file, results):
     """One of two Gloo processes: evaluate this rank's share of STATIC (3 and 2 samples) and report."""
     torch.set_num_threads(1)  # first, as in a forked DataLoader worker

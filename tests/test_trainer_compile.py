@@ -90,3 +90,17 @@ def test_a_compile_failure_stops_before_any_epoch_and_leaves_nothing(tmp_path):
                                                      "training"), out.stderr
     assert "set trainer.compile=false" in errors[0] and "Traceback" not in out.stderr
     assert not run_dir.exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_reduce_overhead_trains_as_eager(eager_and_compiled):
+    """trainer.compile=reduce-overhead (fullgraph, steps marked for CUDA graphs, firing-rate sums as buffers
+    updated inside the evaluation graph) trains and evaluates as eager, as `trainer.compile=true` does."""
+    root, eager, _ = eager_and_compiled
+    graphs = train(compose([*TINY, "trainer.compile=reduce-overhead"]), root / "graphs")
+    assert graphs["finished"] and graphs["compile_time_s"] > 0
+    for mine, theirs in zip(read_metrics(root / "graphs"), read_metrics(root / "eager")):
+        first = mine["epoch"] == 1
+        for key in LOSSES:
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-4 if first else 2e-2), key
+        assert mine["firing_rates"] == pytest.approx(theirs["firing_rates"], abs=1e-6 if first else 1e-3)

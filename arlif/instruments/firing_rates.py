@@ -14,6 +14,9 @@ from torch import nn
 
 from arlif.neurons import neuron_layers
 
+# Non-persistent buffers each neuron layer gets while monitored: spikes emitted and elements seen.
+SUMS = (("firing_spike_sum", torch.float64), ("firing_element_count", torch.int64))
+
 
 class FiringRateMonitor:
     """`with FiringRateMonitor(model) as mon: model(x)` then `mon.rates()`.
@@ -22,7 +25,8 @@ class FiringRateMonitor:
     each evaluation: hooks that stay registered do not make a compiled model (trainer.compile)
     retrace, as hooks registered anew for each evaluation would.  The sums are 0-d tensors on
     the model's device, added to in place: no host sync per layer, and nothing a compiled graph
-    would have to specialise on.
+    would have to specialise on.  They are buffers of the neuron layers (`SUMS`, not in the state
+    dict), so a compiled graph updates them as module state, which CUDA graphs replay in place.
     """
 
     def __init__(self, model: nn.Module):
@@ -33,23 +37,26 @@ class FiringRateMonitor:
         self.reset()
 
     def reset(self) -> None:
-        """Zero the sums, on the device the model is on now."""
+        """Zero the sums in place (a compiled graph keeps them), on the device the model is on now."""
         device = next(itertools.chain(self.model.parameters(), self.model.buffers()), torch.empty(0)).device
-        self._spikes = {name: torch.zeros((), dtype=torch.float64, device=device) for name, _ in self.layers}
-        self._counts = {name: torch.zeros((), dtype=torch.int64, device=device) for name, _ in self.layers}
+        for _, module in self.layers:
+            for name, dtype in SUMS:
+                buffer = getattr(module, name, None)
+                if buffer is None or buffer.device != device:
+                    module.register_buffer(name, torch.zeros((), dtype=dtype, device=device), persistent=False)
+                else:
+                    buffer.zero_()
 
-    def _hook(self, name):
-        def record(_module, _inputs, out):
-            if not self.recording:
-                return
-            with torch.no_grad():
-                self._spikes[name] += out.detach().sum(dtype=torch.float64)
-                self._counts[name] += out.numel()
-        return record
+    def _record(self, module, _inputs, out) -> None:
+        if not self.recording:
+            return
+        with torch.no_grad():
+            module.firing_spike_sum.add_(out.detach().sum(dtype=torch.float64))
+            module.firing_element_count.add_(out.numel())
 
     def attach(self) -> "FiringRateMonitor":
         """Register the hooks (until `detach`)."""
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.layers]
+        self._handles = [m.register_forward_hook(self._record) for _, m in self.layers]
         return self
 
     def detach(self) -> None:
@@ -65,8 +72,8 @@ class FiringRateMonitor:
 
     def rates(self) -> dict[str, float]:
         """{layer name: firing rate} for the layers that have seen input."""
-        counts = {n: int(self._counts[n]) for n, _ in self.layers}
-        return {n: float(self._spikes[n]) / counts[n] for n, _ in self.layers if counts[n]}
+        counts = {n: int(m.firing_element_count) for n, m in self.layers}
+        return {n: float(m.firing_spike_sum) / counts[n] for n, m in self.layers if counts[n]}
 
     def mean_rate(self) -> float:
         """Unweighted mean of the per-layer rates (0.0 before any input)."""

@@ -138,6 +138,13 @@ def forward(x, spec, alpha, beta):
     return spikes, flags
 
 
+def eager(x, alpha, beta, spec, squash):
+    """Spikes for x [T, ...] (any float dtype and dense layout, kept) through one C++ autograd node: the
+    eager call, with no Python in its backward; β = tanh(beta) when `squash`."""
+    return load().eager(x, alpha, beta, RESET_CODES[spec.reset], spec.decay, spec.v_threshold,
+                        spec.surrogate_width, squash)
+
+
 def backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
     """grad_x [T, N] and dL/dα, dL/dβ (fp32 0-d, None unless requested)."""
     grad_x, g_alpha, g_beta = load().backward(

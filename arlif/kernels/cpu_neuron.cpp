@@ -17,6 +17,8 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <ATen/SequenceNumber.h>
+#include <ATen/record_function.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -50,12 +52,18 @@ inline int64_t scratch_per_neuron(int64_t T) {
   return 3 * (T + 1) + 2;
 }
 
+// Neuron-steps below which a block's work is not worth waking another thread for: a small
+// input runs as one block on the calling thread (at::parallel_for runs one item inline).
+constexpr int64_t kMinBlockSteps = int64_t{1} << 14;
+
 // Neurons per block: a multiple of L whose scratch fits in about 256 KiB of L2, at most
-// an equal share of N per thread so that every thread gets work.
+// an equal share of N per thread so that every thread gets work, and at least
+// kMinBlockSteps / T neurons (or all N).
 int64_t block_size(int64_t T, int64_t N) {
   const int64_t cache_bound = std::max<int64_t>(256, (int64_t{1} << 16) / scratch_per_neuron(T));
-  const int64_t per_thread = (N + at::get_num_threads() - 1) / at::get_num_threads();
-  const int64_t b = std::min(cache_bound, per_thread);
+  const int64_t per_thread = std::max((N + at::get_num_threads() - 1) / at::get_num_threads(),
+                                      kMinBlockSteps / std::max<int64_t>(T, 1));
+  const int64_t b = std::min({cache_bound, per_thread, N});  // no scratch beyond N neurons
   return std::max<int64_t>(L, (b + L - 1) / L * L);
 }
 
@@ -470,11 +478,100 @@ std::vector<at::Tensor> backward(const std::optional<at::Tensor>& x, const at::T
     else ARLIF_BWD(ADAPTIVE, false, false, false);
   }
 #undef ARLIF_BWD
-  auto opts = grad_s.options().dtype(at::kDouble);
-  return {grad_x, at::scalar_tensor(ga, opts), at::scalar_tensor(gb, opts)};
+  auto opts = grad_s.options().dtype(at::kFloat);
+  return {grad_x, at::scalar_tensor(static_cast<float>(ga), opts), at::scalar_tensor(static_cast<float>(gb), opts)};
+}
+
+namespace {
+
+// x [T, ...] as rows [T, N]: a view when x is dense with its steps outermost (contiguous,
+// channels_last per step, ...: neurons are elementwise, so their order in a row is free),
+// else a contiguous copy.
+bool steps_outermost(const at::Tensor& x) {
+  return x.is_non_overlapping_and_dense() && (x.size(0) <= 1 || x.stride(0) * x.size(0) == x.numel());
+}
+
+at::Tensor rows_of(const at::Tensor& x, bool outer) {
+  const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
+  return outer ? x.as_strided({T, N}, {N, 1}) : x.contiguous().view({T, N});
+}
+
+// Rows [T, N] back in x's shape, and in x's strides where rows_of viewed x.
+at::Tensor unrows(const at::Tensor& rows, at::IntArrayRef sizes, at::IntArrayRef strides, bool outer) {
+  return outer ? rows.as_strided(sizes, strides) : rows.view(sizes);
+}
+
+// The eager call: one autograd node whose forward and backward run the kernels above, with
+// β = tanh(b) and its derivative computed here when `squash` (b is then AR-LIF's beta_raw).
+// x may have any float dtype (math in fp32); spikes and grad_x keep x's dtype and layout.
+class NeuronFunction : public torch::autograd::Function<NeuronFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& alpha, const at::Tensor& b, int64_t reset, double decay,
+                            double v_threshold, double width, bool squash) {
+    const bool outer = steps_outermost(x);
+    const at::Tensor rows = rows_of(x, outer);
+    double a = 1.0, beta = 0.0;
+    if (reset == ADAPTIVE) {
+      a = alpha.item<double>();
+      beta = (squash ? at::tanh(b.to(at::kFloat)) : b).item<double>();
+    }
+    auto out = ::forward(rows.to(at::kFloat).contiguous(), reset, decay, v_threshold, width, a, beta);
+    ctx->save_for_backward({reset == SOFT ? at::Tensor() : rows, std::get<1>(out)});
+    ctx->saved_data["reset"] = reset;
+    ctx->saved_data["consts"] = std::vector<double>{decay, v_threshold, width, a, beta};
+    ctx->saved_data["squash"] = squash;
+    ctx->saved_data["outer"] = outer;
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["strides"] = x.strides().vec();
+    return unrows(std::get<0>(out).to(x.scalar_type()), x.sizes(), x.strides(), outer);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const int64_t reset = ctx->saved_data["reset"].toInt();
+    const auto c = ctx->saved_data["consts"].toDoubleVector();
+    const bool outer = ctx->saved_data["outer"].toBool();
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    const auto strides = ctx->saved_data["strides"].toIntVector();
+    at::Tensor grad = grads[0];
+    if (outer && grad.strides() != at::IntArrayRef(strides)) {  // the gradient's rows in x's order
+      grad = at::empty_strided(sizes, strides, grad.options()).copy_(grad);
+    }
+    const bool want_alpha = ctx->needs_input_grad(1), want_beta = ctx->needs_input_grad(2);
+    std::optional<at::Tensor> x;
+    if (reset != SOFT) x = saved[0].to(at::kFloat).contiguous();
+    auto res = ::backward(x, saved[1], rows_of(grad, outer).to(at::kFloat).contiguous(), reset, c[0], c[1],
+                          c[2], c[3], c[4], want_alpha, want_beta);
+    at::Tensor g_beta;
+    if (want_beta) {
+      g_beta = res[2];
+      if (ctx->saved_data["squash"].toBool()) {  // tanh's derivative, as autograd's tanh backward
+        const float beta = static_cast<float>(c[4]);
+        g_beta = at::scalar_tensor(g_beta.item<float>() * (1.f - beta * beta), g_beta.options());
+      }
+    }
+    return {unrows(res[0].to(grad.scalar_type()), sizes, strides, outer), want_alpha ? res[1] : at::Tensor(),
+            g_beta, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor eager(const at::Tensor& x, const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& b,
+                 int64_t reset, double decay, double v_threshold, double width, bool squash) {
+  // A profiler range, when one records, with the sequence number the autograd node gets: the profiler
+  // pairs the node's backward with this forward by it (arlif.runner.profiling.attribute_time).
+  RECORD_FUNCTION("arlif::neuron_eager", std::vector<c10::IValue>(), at::sequence_number::peek());
+  // Autograd wants defined tensors: LIF's unused scalars are zeros that need no gradient.
+  const auto none = [&] { return at::zeros({}, x.options().dtype(at::kFloat)); };
+  return NeuronFunction::apply(x, alpha.has_value() ? *alpha : none(), b.has_value() ? *b : none(), reset,
+                               decay, v_threshold, width, squash);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "fused multi-step neuron forward");
   m.def("backward", &backward, "fused multi-step neuron backward through time");
+  m.def("eager", &eager, "spikes with autograd, for eager calls (x [T, ...] any layout and float dtype)");
 }

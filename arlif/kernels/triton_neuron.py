@@ -226,7 +226,7 @@ def plan_forward(x, spec, alpha, beta):
 
 
 def plan_backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
-    """The backward launch and its outputs: (launch, grad_x, per-program dL/dα, per-program dL/dβ)."""
+    """The backward launch and its outputs: (launch, grad_x, per-program [dL/dα, dL/dβ] as one [2, programs])."""
     T, N = grad_spikes.shape
     opts = launch_options()
     grid = (triton.cdiv(N, opts["BLOCK"]),)
@@ -236,15 +236,15 @@ def plan_backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_bet
         scratch = grad_x
     else:
         scratch = torch.empty(grad_x.shape, dtype=torch.float32, device=grad_x.device)
-    part_alpha = torch.zeros(grid[0] if grad_alpha else 1, dtype=torch.float32, device=grad_x.device)
-    part_beta = torch.zeros(grid[0] if grad_beta else 1, dtype=torch.float32, device=grad_x.device)
+    # One partials buffer, [dL/dα, dL/dβ] per program: every program writes its slots (no zero-fill).
+    partials = torch.empty(2, grid[0] if grad_alpha or grad_beta else 1, dtype=torch.float32, device=grad_x.device)
     args = (flags if x is None else x, flags, grad_spikes, grad_x, scratch,
             _scalar_ptr(alpha, grad_x), _scalar_ptr(beta, grad_x),
-            part_alpha, part_beta, T, N, spec.decay, spec.v_threshold, spec.surrogate_width)
+            partials[0], partials[1], T, N, spec.decay, spec.v_threshold, spec.surrogate_width)
     launch = Launch(_backward_kernel, grid, args,
                     {"RESET": RESET_CODES[spec.reset], "GRAD_ALPHA": bool(grad_alpha),
                      "GRAD_BETA": bool(grad_beta), **opts})
-    return launch, grad_x, part_alpha, part_beta
+    return launch, grad_x, partials
 
 
 def forward(x, spec, alpha, beta):
@@ -258,7 +258,6 @@ def backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
     """grad_x [T, N] in x's dtype and dL/dα, dL/dβ (fp32 0-d, None unless requested).
 
     x is None for the soft reset (its backward reads only the flags)."""
-    launch, grad_x, part_alpha, part_beta = plan_backward(x, flags, grad_spikes, spec, alpha, beta,
-                                                          grad_alpha, grad_beta)
+    launch, grad_x, partials = plan_backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta)
     launch()
-    return (grad_x, part_alpha.sum() if grad_alpha else None, part_beta.sum() if grad_beta else None)
+    return (grad_x, partials[0].sum() if grad_alpha else None, partials[1].sum() if grad_beta else None)

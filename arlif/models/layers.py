@@ -7,10 +7,12 @@ network T times.  Batch norm and dropout need care over time and get their own c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 BN_MODES = ("per_step", "shared", "tdbn", "tebn")
@@ -42,7 +44,16 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
     effective BN, Duan et al. 2022): statistics over T·B, then a learnable scale per time
     step, y_t = p_t·(γ·x̂ + β), p ∈ R^T initialised to 1 and named `scale` as in SpikingJelly,
     so the module needs T.  In eval every mode uses the running statistics, in one call.
+
+    `per_step` training runs as one batch-norm call over T·C channels (`batched`, the default; set it
+    False for the loop over steps): x [T, B, C, ...] is laid out as [B, T·C, ...], each (step, channel)
+    normalised over its own batch, and the running statistics get the T momentum updates of the loop
+    in closed form, r ← (1-m)^T·r + Σ_t m(1-m)^(T-1-t)·stat_t (same numbers to fp32 rounding; same
+    state dict).  SyncBatchNorm, the cumulative average (momentum None) and channels_last inputs
+    keep the loop (whose stack keeps a channels_last input's layout: no copies).
     """
+
+    batched = True
 
     def __init__(self, num_features: int, bn_mode: str = "per_step", *, T: int | None = None, alpha: float = 1.0,
                  v_threshold: float = 1.0, **kwargs):
@@ -60,6 +71,10 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bn_mode == "per_step" and self.training:
+            channels_last = x.dim() == 5 and x.stride(2) == 1 and x.shape[2] > 1
+            if self.batched and not channels_last and self.momentum is not None \
+                    and not isinstance(self, nn.SyncBatchNorm):
+                return self._per_step_batched(x)
             return torch.stack([super(SeqBatchNorm2d, self).forward(xt) for xt in x])
         if self.bn_mode == "tebn" and x.shape[0] != self.T:
             raise ValueError(f"bn_mode='tebn' was built for T={self.T} time steps but got {x.shape[0]}")
@@ -72,9 +87,36 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
             y = y * self.scale.view(-1, 1, 1, 1, 1)
         return y
 
+    def _per_step_batched(self, x: Tensor) -> Tensor:
+        """Per-step training batch norm of x [T, B, C, ...] in one call (see the class doc)."""
+        T, B, C = x.shape[:3]
+        steps = x.transpose(0, 1).reshape(B, T * C, *x.shape[3:])  # channel t·C + c: step t, channel c
+        track = self.running_mean is not None
+        stats = [torch.zeros(T * C, dtype=self.running_mean.dtype, device=x.device) for _ in range(2)] if track \
+            else [None, None]
+        weight = None if self.weight is None else self.weight.repeat(T)
+        bias = None if self.bias is None else self.bias.repeat(T)
+        # From zero buffers one update leaves m·stat_t (unbiased variance) in slot t.
+        y = F.batch_norm(steps, *stats, weight, bias, True, self.momentum, self.eps)
+        if track:
+            m = self.momentum
+            decay = (_update_weights(T, m, stats[0].dtype, x.device) if not torch.compiler.is_compiling() else
+                     torch.tensor([(1 - m) ** (T - 1 - t) for t in range(T)], dtype=stats[0].dtype, device=x.device))
+            with torch.no_grad():
+                for running, stat in zip((self.running_mean, self.running_var), stats):
+                    running.addmv_(stat.view(T, C).t(), decay, beta=(1 - m) ** T)
+                self.num_batches_tracked.add_(T)
+        return y.view(B, T, *x.shape[2:]).transpose(0, 1)
+
     def extra_repr(self) -> str:
         extra = {"tdbn": f", alpha={self.alpha:g}, v_threshold={self.v_threshold:g}", "tebn": f", T={self.T}"}
         return f"{super().extra_repr()}, bn_mode={self.bn_mode}{extra.get(self.bn_mode, '')}"
+
+
+@functools.lru_cache(maxsize=None)
+def _update_weights(T: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(1-m)^(T-1-t) for t < T, on the device once (no host-to-device copy per call)."""
+    return torch.tensor([(1 - momentum) ** (T - 1 - t) for t in range(T)], dtype=dtype, device=device)
 
 
 class SeqDropout(nn.Module):

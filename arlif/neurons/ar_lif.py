@@ -41,5 +41,8 @@ class ARLIF(FamilyNeuron):
     def scalars(self) -> tuple[Tensor, Tensor]:
         return self.alpha, self.beta
 
+    def raw_scalars(self) -> tuple[Tensor, Tensor, bool]:
+        return self.alpha, self.beta_raw, True
+
     def parameter_values(self) -> dict[str, Tensor]:
         return {"alpha": self.alpha, "beta": self.beta}  # also when frozen (the Table 2 ablations)

@@ -65,6 +65,11 @@ def build_model(cfg: DictConfig) -> nn.Module:
                           f"dataset.image_size={cfg.dataset.image_size}): {exc}") from exc
 
 
+def memory_format(cfg: DictConfig) -> torch.memory_format:
+    """The model's memory format: channels_last with `trainer.channels_last` (absent in older configs)."""
+    return torch.channels_last if cfg.trainer.get("channels_last", False) else torch.preserve_format
+
+
 def check_model(cfg: DictConfig) -> None:
     """Build the network on the meta device (no memory, no data), so that a model that does not fit
     the input fails before anything is loaded."""

@@ -9,6 +9,10 @@ and every random generator are restored afterwards, so the warm-up changes nothi
 computes, and the first epoch's images/s is the compiled model's speed.  The time it took is
 logged and written to summary.json as `compile_time_s`.
 
+`trainer.compile=reduce-overhead` (CUDA graphs) compiles with fullgraph=True, marks every training and
+evaluation step for the graph trees (`StepRunner.mark_steps`) and runs each graph three times in the warm-up,
+so that recording the CUDA graphs happens before epoch 1 too.  On a CPU it runs as Inductor's default.
+
 Any failure while compiling (no C++ compiler, a backend error) becomes one ConfigError before any
 epoch runs; one that wraps a user error (a fused kernel's failed self-check, traced inside the
 graph) is raised as that error.
@@ -30,6 +34,8 @@ from arlif.runner.runtime import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
+WARMUP_RUNS = 3  # runs of each graph in the warm-up under reduce-overhead: warm-up, recording, a replay
+
 
 def compile_mode(cfg: DictConfig) -> Optional[str]:
     """torch.compile's mode for `trainer.compile` (true: "default"), or None when it is false (or absent, as
@@ -49,13 +55,16 @@ def compile_model(trainer: StepRunner, cfg: DictConfig, sample_shape: tuple, eva
     mode = compile_mode(cfg)
     torch._dynamo.reset()  # a fresh start for each run of a process (search trials): no stale graphs or limits
     torch._inductor.config.cpp.enable_kernel_profile = cfg.trainer.profile_steps is not None  # name CPU kernels
-    trainer.model.compile(mode=mode)
+    graphs = mode == "reduce-overhead"  # CUDA graphs: the whole model in one graph, steps marked for them
+    trainer.model.compile(mode=mode, fullgraph=graphs)
+    trainer.mark_steps = graphs
     start = time.perf_counter()
     saved, generators = copy.deepcopy(trainer.state_dict()), rng_state()
     try:
         batch = lambda n: (torch.zeros(n, *sample_shape), torch.zeros(n, dtype=torch.long))  # noqa: E731
-        trainer.train_epoch([batch(cfg.batch_size)], desc="compiling the training step")
-        trainer.evaluate([batch(n) for n in sorted(eval_batch_sizes)], desc="compiling evaluation")
+        runs = WARMUP_RUNS if graphs else 1  # CUDA graphs record on a graph's second run
+        trainer.train_epoch([batch(cfg.batch_size)] * runs, desc="compiling the training step")
+        trainer.evaluate([batch(n) for n in sorted(eval_batch_sizes) for _ in range(runs)], desc="compiling evaluation")
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
     except Exception as exc:

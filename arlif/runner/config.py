@@ -100,8 +100,9 @@ def validate(cfg: DictConfig) -> None:
     for key in ("trainer.limit_train_batches", "trainer.limit_test_batches", "trainer.overfit_batches",
                 "trainer.profile_steps", "trainer.profile_warmup"):
         _optional_positive_int(cfg, key)
-    if OmegaConf.select(cfg, "trainer.detect_anomaly") is not None:  # absent from older checkpoints' configs
-        _boolean(cfg, "trainer.detect_anomaly")
+    for key in ("trainer.detect_anomaly", "trainer.channels_last"):
+        if OmegaConf.select(cfg, key) is not None:  # absent from older checkpoints' configs
+            _boolean(cfg, key)
     for key in ("trainer.deterministic", "trainer.progress_bar", "trainer.sync_batchnorm"):
         _boolean(cfg, key)
     compile_value = OmegaConf.select(cfg, "trainer.compile")  # absent from older checkpoints' configs

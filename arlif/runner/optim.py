@@ -8,6 +8,11 @@ rate (`neuron_lr_scale`), as GLIF trains its gates (no decay, gates at lr/10).  
 `neuron_weight_decay`, a neuron whose own code exempts its parameters from weight decay says so
 in its config (`own_weight_decay`, conf/neuron/glif.yaml), so that a recipe made for another
 neuron (the same-recipe grid) does not decay them.
+
+`optimizer.fused=true` uses torch's fused SGD/AdamW kernels: one kernel for all parameters,
+and GradScaler hands them the inf check on the device instead of reading it back each step
+(no host sync per step).  Opt-in until a GPU measurement (scripts/gpu_check.sh) shows it faster;
+a checkpoint's optimizer state keeps the setting of the run that loads it (`load_optimizer_state`).
 """
 
 from __future__ import annotations
@@ -40,10 +45,23 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
             check_number(cfg, f"optimizer.betas.{i}", 0.0, 1.0, high_open=True)
     else:
         raise ConfigError(f"optimizer.betas={c.betas!r} must be a list of two numbers in [0, 1)")
+    fused = c.get("fused", False)  # absent in the configs of older checkpoints
+    if not isinstance(fused, bool):
+        raise ConfigError(f"optimizer.fused={fused!r} must be true or false")
     params = _param_groups(model, cfg)
     if c.name == "sgd":
-        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov)
-    return torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas))
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, fused=fused or None)
+    return torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas), fused=fused or None)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping the optimizer's own `fused` setting: the loaded param
+    groups would otherwise bring back that of the run that wrote them (None in checkpoints written before
+    the option), while GradScaler still hands the fused step its inf check."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, setting in zip(optimizer.param_groups, fused):
+        group["fused"] = setting
 
 
 def _param_groups(model: nn.Module, cfg) -> list[dict]:

@@ -169,8 +169,8 @@ def attribute_time(events: Iterable, labels: dict) -> tuple[Counter, Counter, di
 
 def _by_name(name: str) -> str:
     lowered = name.lower()
-    if lowered.startswith("arlif::neuron"):  # the fused neuron operators, also inside a compiled graph
-        return "neuron"
+    if lowered.startswith("arlif::neuron") or "neuronfunction" in lowered:  # the fused neuron operators (also
+        return "neuron"  # inside a compiled graph) and the C++ engine's eager node
     if "conv" in lowered:
         return "convolution"
     if "batch_norm" in lowered or "batchnorm" in lowered:
@@ -178,6 +178,112 @@ def _by_name(name: str) -> str:
     if "_amp_" in lowered:  # GradScaler's unscale and scale update
         return "optimizer"
     return "other"
+
+
+# Families of device kernels (on CPU: of the outermost operators) for `step_breakdown`, by name, after `_by_name`.
+FAMILIES = ("convolution", "batch norm", "neuron", "layout", "optimizer", "copies", "other")
+_FAMILY_MARKS = (
+    ("neuron", ("neuron", "_forward_kernel", "_backward_kernel")),
+    ("batch norm", ("bn_fw", "bn_bw", "welford", "batch_norm")),
+    ("convolution", ("cudnn", "gemm", "xmma", "cutlass", "implicit_convolve", "winograd", "mkldnn")),
+    ("optimizer", ("multi_tensor_apply", "sgd", "adam", "foreach", "_amp_")),
+    ("layout", ("nchwtonhwc", "nhwctonchw", "permute", "transpose", "contiguous")),
+    ("copies", ("copy", "memcpy", "memset", "cat", "stack", "fill", "clone")),
+)
+SYNCS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def kernel_family(name: str) -> str:
+    """The family (`FAMILIES`) of a kernel or operator, by its name."""
+    category = _by_name(name)
+    if category != "other":
+        return category
+    lowered = name.lower()
+    return next((family for family, marks in _FAMILY_MARKS if any(m in lowered for m in marks)), "other")
+
+
+def _outermost_ops(events) -> list[tuple]:
+    """(event, family) of the CPU events inside no other but structural ranges (autograd's evaluate_function
+    wrappers, the optimizer's step, profiler steps): ATen and custom ops, autograd Functions and nodes (the
+    neurons' eager call: its kernels run inside them), compiled regions.  Ops inside the optimizer's step
+    are of the optimizer family, others by `kernel_family`."""
+    out = []
+    stack = [(e, None) for e in events if e.cpu_parent is None and e.device_type == DeviceType.CPU]
+    while stack:
+        event, family = stack.pop()
+        if event.name.startswith(("autograd::engine::", "Optimizer.", "ProfilerStep", "enumerate(")):
+            inner = "optimizer" if event.name.startswith("Optimizer.") else family
+            stack.extend((child, inner) for child in event.cpu_children)
+        else:
+            out.append((event, family or kernel_family(event.name)))
+    return out
+
+
+def _in_neuron(event) -> bool:
+    """Whether an event runs inside a neuron op (the CPU engine reads its α and β on the host: no sync there)."""
+    while event is not None:
+        if kernel_family(event.name) == "neuron":
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def _union_us(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for lo, hi in sorted(intervals):
+        if hi > end:
+            total += hi - max(lo, end)
+            end = hi
+    return total
+
+
+def step_breakdown(run, steps: int, device: torch.device) -> dict:
+    """Profile `run()` (which runs `steps` training steps) and say where its time goes, per step: wall
+    and busy ms (the union of the device's kernel intervals; on CPU, of the outermost operators), idle %,
+    kernels, host syncs (reads of a device value: `.item()` outside the neurons, stream synchronizations), ms by kernel
+    family, and the graph breaks and skipped CUDA graphs torch.compile has counted in this process."""
+    from torch._dynamo.utils import counters
+
+    cuda = device.type == "cuda"
+    with torch.profiler.profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        start = time.perf_counter()
+        run()
+        if cuda:
+            torch.cuda.synchronize(device)
+        wall_s = time.perf_counter() - start
+    events = prof.events()
+    kernels = ([(e, kernel_family(e.name)) for e in events if e.device_type == DeviceType.CUDA] if cuda
+               else _outermost_ops(events))
+    busy_us = _union_us([(e.time_range.start, e.time_range.end) for e, _ in kernels])
+    span_us = _union_us([(e.time_range.start, e.time_range.end) for e in events if e.cpu_parent is None])
+    families = Counter()
+    for e, family in kernels:
+        families[family] += e.time_range.elapsed_us()
+    per_step = lambda us: round(us / steps / 1000, 3)  # noqa: E731
+    return {
+        "wall_ms": round(wall_s / steps * 1000, 3), "busy_ms": per_step(busy_us),
+        "idle_pct": round(100 * (1 - busy_us / span_us), 1) if span_us else 0.0,
+        "kernels": round(len(kernels) / steps, 1), "kernel_kind": "CUDA kernels" if cuda else "CPU operators",
+        "host_syncs": round(sum(e.name in SYNCS and not _in_neuron(e) for e in events) / steps, 2),
+        "family_ms": {f: per_step(families[f]) for f in FAMILIES},
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+        "graph_break_reasons": sorted(counters["graph_break"]),
+    }
+
+
+def format_breakdown(report: dict) -> str:
+    """`step_breakdown`'s report as a Markdown table."""
+    rows = [("wall ms/step (profiled)", report["wall_ms"]), ("busy ms/step", report["busy_ms"]),
+            ("idle %", report["idle_pct"]), (f"{report['kernel_kind']} per step", report["kernels"]),
+            ("host syncs per step", report["host_syncs"]),
+            *((f"ms/step: {family}", ms) for family, ms in report["family_ms"].items()),
+            ("graph breaks (this process)", report["graph_breaks"]),
+            ("skipping cudagraphs messages (this process)", report["cudagraph_skips"])]
+    lines = ["| measure | value |", "|---|---:|", *(f"| {name} | {value} |" for name, value in rows)]
+    if report["graph_break_reasons"]:
+        lines += ["", "Graph breaks seen in this process: " + "; ".join(report["graph_break_reasons"][:5])]
+    return "\n".join(lines)
 
 
 class StepProfiler:

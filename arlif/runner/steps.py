@@ -22,6 +22,7 @@ from tqdm import tqdm
 from arlif.runner import distributed
 from arlif.instruments.firing_rates import FiringRateMonitor, mean_rate
 from arlif.neurons import neuron_layers
+from arlif.runner.optim import load_optimizer_state
 from arlif.runner.runtime import Precision, is_main_process
 
 # Batches between checks for a stop request or a non-finite loss.  A check reads a value back from
@@ -79,6 +80,7 @@ class StepRunner:
         # Attached for good, recording only inside `evaluate`: a compiled model keeps its graphs.
         self.monitor = FiringRateMonitor(model).attach()
         self.monitor.recording = False
+        self.mark_steps = False  # mark each step for CUDA graph trees (trainer.compile=reduce-overhead)
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -130,6 +132,8 @@ class StepRunner:
         total = self._total(loader, self.limit_train_batches)
         bar = self._bar(itertools.islice(loader, max(total - done, 0)), total, desc, initial=done)
         for x, y in bar:
+            if self.mark_steps:
+                torch.compiler.cudagraph_mark_step_begin()
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             labels = y
@@ -186,6 +190,8 @@ class StepRunner:
         try:
             total = self._total(loader, self.limit_test_batches)
             for x, y in self._bar(itertools.islice(loader, total), total, desc):
+                if self.mark_steps:
+                    torch.compiler.cudagraph_mark_step_begin()
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
                 logits = self._forward(self.model, x)
@@ -217,5 +223,5 @@ class StepRunner:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

@@ -26,7 +26,7 @@ from arlif.models.sync_bn import convert_sync_batchnorm
 from arlif.neurons import neuron_layers
 from arlif.runner import distributed, runlock
 from arlif.runner.build import (batch_sizes, build_loss, build_model, check_model, load_data, make_test_loader,
-                                make_train_loader, sample_shape)
+                                make_train_loader, memory_format, sample_shape)
 from arlif.runner.checkpoint import copy_checkpoint, save_checkpoint
 from arlif.runner.compiling import compile_mode, compile_model
 from arlif.runner.config import resolve, validate
@@ -88,7 +88,7 @@ class TrainingRun:
         self.test_loader = make_test_loader(bundle.test, cfg, device)
         self.val_loader = make_test_loader(val_set, cfg, device) if val_set is not None else None
 
-        model.to(device)  # parameters keep their identity, so the optimizer stays attached
+        model.to(device, memory_format=memory_format(cfg))  # parameters keep their identity: the optimizer stays attached
         parallel = None
         if distributed.is_distributed():
             parallel = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
