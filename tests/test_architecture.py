@@ -130,10 +130,10 @@ def test_importing_the_kernels_does_not_run_the_neurons_package():
 
 
 def test_importing_the_neurons_loads_no_framework_and_timm_finds_the_models_either_way():
-    """A researcher's `import arlif.neurons` pays for torch only: no timm, Hydra, W&B or the runner; and
+    """A researcher's `import arlif.neurons` pays for torch only: no timm, Hydra, W&B, Dynamo or the runner; and
     timm knows the models whether it is imported after arlif (first probe) or before it (second)."""
     unloaded = ("import sys, arlif.neurons, arlif.kernels, arlif.models, arlif.loss, arlif.instruments.energy; "
-                "print(sorted(m for m in ('timm', 'hydra', 'omegaconf', 'wandb', 'optuna', 'arlif.runner', "
+                "print(sorted(m for m in ('timm', 'hydra', 'omegaconf', 'wandb', 'optuna', 'torch._dynamo', 'arlif.runner', "
                 "'arlif.reports', 'arlif.search') if m in sys.modules)); ")
     create = ("import timm; m = timm.create_model('arlif_quickcnn', num_classes=3, in_chans=1, img_size=8); "
               "print(type(m).__name__, len(timm.list_models('arlif_*')))")

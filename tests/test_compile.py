@@ -22,6 +22,7 @@ import arlif.kernels
 from arlif.errors import user_error_in
 from arlif.kernels import cpu as cpu_engine
 from arlif.kernels import selfcheck, triton_installed
+from arlif.kernels.availability import constant_to_dynamo
 from arlif.kernels.function import register
 from arlif.kernels.selfcheck import KernelCheckError
 from arlif.models.layers import DirectEncoder, Parts, SeqBatchNorm2d, SeqDropout, SeqToANN, init_weights
@@ -165,3 +166,16 @@ def test_a_healthy_engine_is_checked_once_at_trace_time_and_runs_in_the_graph():
         spikes = traced("cpu", x)
     assert len(selfcheck._verdicts) == 1 and None in selfcheck._verdicts.values()
     assert torch.equal(spikes, build_neuron("arlif", backend="reference")(x))
+
+
+def test_constant_to_dynamo_marks_a_function_as_torchs_decorator_does():
+    """The dispatch functions are marked constant without importing Dynamo; the mark must stay torch's own."""
+    def theirs():
+        return None
+
+    def ours():
+        return None
+
+    torch.compiler.assume_constant_result(theirs)
+    constant_to_dynamo(ours)
+    assert vars(ours) == vars(theirs) == {"_dynamo_marked_constant": True}

@@ -25,6 +25,7 @@ def build_all(tmp_path, *flags):
     return out.stdout.splitlines()
 
 
+@pytest.mark.slow  # Triton compiles for two GPU generations on the CPU (11 s)
 def test_every_kernel_code_path_builds_for_sm80_and_sm90(tmp_path):
     lines = build_all(tmp_path, "--code-paths-only")
     expected = aot.cases(every_grad_subset=False)

@@ -63,6 +63,7 @@ def test_glifs_resnet18_keeps_an_8x8_final_map_on_cifar():
     assert seen["resnet18_glif"][-2:] == (8, 8) and seen["resnet18"][-2:] == (4, 4)
 
 
+@pytest.mark.slow  # a compile of the warm-up (18 s warm, minutes cold); the mutation check runs it
 def test_the_compile_warm_up_leaves_every_random_generator_as_it_was():
     """The warm-up's training step draws dropout masks; the run after it draws as an eager run would."""
     cfg = resolve(compose(tiny_run("trainer.compile=true", "model.dropout=0.5")))

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from arlif.errors import ConfigError
 from arlif.kernels import compiled, selfcheck
-from arlif.kernels.availability import triton_installed, triton_interpreting
+from arlif.kernels.availability import constant_to_dynamo, triton_installed, triton_interpreting
 from arlif.kernels.function import fused_multistep, register
 from arlif.spikes.dynamics import BACKENDS, NeuronSpec, reference_multistep
 
@@ -138,7 +138,7 @@ def _scalars(spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor]):
     return alpha, beta
 
 
-@torch.compiler.assume_constant_result
+@constant_to_dynamo
 def choose_engine(backend: str, device: torch.device, dtype: torch.dtype, spec: NeuronSpec,
                   grads: tuple[bool, bool]) -> Optional[str]:
     """The registered name of the fused engine that runs this case, or None for the reference loop.

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from arlif.kernels import selfcheck
-from arlif.kernels.availability import triton_installed
+from arlif.kernels.availability import constant_to_dynamo, triton_installed
 
 RECOMPILE_LIMIT = 64  # graphs Dynamo may keep per step-loop function (its default, 8, is too few for all kinds)
 CHECK_ELEMENTS = 8192  # elements per step of the check input, where the call's input has that many
@@ -44,7 +44,7 @@ AUTO_MIN_ELEMENTS = 1 << 16  # `auto` compiles inputs of at least this many elem
 _functions: dict[Callable, Callable] = {}  # step-loop function -> its torch.compile wrapper
 
 
-@torch.compiler.assume_constant_result
+@constant_to_dynamo
 def available(device: torch.device) -> bool:
     """Whether Inductor generates code for `device` here: C++ on CPU (the compiler itself is
     found, or found missing, at the first compile), Triton on CUDA.  A constant to Dynamo."""

@@ -180,8 +180,12 @@ class DirectEncoder(nn.Module):
 def init_weights(model: nn.Module, linear_std: float | None = None) -> None:
     """Kaiming (fan-out) convs with zero bias, BN weight 1 / bias 0, linear bias 0 (where there are biases).
 
-    Linear weights are drawn from N(0, linear_std) when given, else left at torch's default.
+    Linear weights are drawn from N(0, linear_std) when given, else left at torch's default.  A model built on
+    the meta device (a shape check) has no values to draw, so nothing is drawn: torch's meta `normal_` would
+    load Dynamo (about 2 s) for nothing.
     """
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
