@@ -160,3 +160,13 @@ def test_the_architecture_doc_lists_what_reports_and_search_import_from_the_runn
     actual = {source: {t.split(".")[2] for t in targets if t.startswith("arlif.runner.")}
               for source, targets in graph().items() if layer(source) in ("reports", "search")}
     assert documented == {source: names for source, names in actual.items() if names}
+
+
+def test_a_config_error_needs_no_dynamo():
+    """train.py's checks before any data (config, a model that must fit, built on the meta device) load no
+    Dynamo: a mistyped key costs a few seconds, not the 2 s more of importing torch._dynamo."""
+    probe = ("import sys; from arlif.runner.config import compose; from arlif.runner.training import train; "
+             "from arlif.runner.build import check_model; "
+             "check_model(compose(['model=resnet18', 'dataset=cifar10', 'T=2'])); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
