@@ -138,6 +138,7 @@ def test_comparison_tables_are_one_multirun(table, cells):
             {"seed=2022", "seed=2023", "seed=2024"}
 
 
+@pytest.mark.slow  # every preset of the grid's recipes composes in the tests above
 def test_same_recipe_grid_swaps_only_the_neuron():
     """Every Table 1 cell with each competitor neuron: the cell's recipe, the neuron's own config, and the run
     named as the cell with that neuron (so make_tables.py shows it beside AR-LIF's run).  No Table 1 preset sets

@@ -71,6 +71,7 @@ def test_submitit_local_multirun_of_two_jobs(tmp_path):
     assert all(json.loads(p.read_text())["status"] == "finished" for p in summaries)
 
 
+@pytest.mark.slow  # torchrun's two processes above cover the process group
 def test_submitit_job_with_two_tasks_trains_as_one_ddp_run(tmp_path):
     """What the multi-GPU SLURM launcher configs do: one job, one task per device, one process group."""
     summaries = submitit_local(tmp_path, "hydra.launcher.tasks_per_node=2")

@@ -154,6 +154,7 @@ def resume_and_compare(run_dir, steady, randomness):
     assert rows(run_dir) == steady
 
 
+@pytest.mark.slow  # a SIGKILL resumes from the last epoch; the SIGTERM test covers a mid-epoch resume, the kill soak random kills
 def test_sigkill_mid_epoch_then_resume_matches(tmp_path, steady, randomness):
     out = run_driver("SIGKILL", BATCHES + 5, tmp_path, base=randomness)
     assert out.returncode == -signal.SIGKILL, out.stderr
@@ -162,6 +163,7 @@ def test_sigkill_mid_epoch_then_resume_matches(tmp_path, steady, randomness):
     resume_and_compare(tmp_path, steady, randomness)
 
 
+@pytest.mark.slow  # the kill soak kills at random moments too
 def test_sigkill_while_writing_checkpoint_keeps_previous(tmp_path, steady, randomness):
     out = run_driver("save", 2, tmp_path, base=randomness)  # the second save: last.pt of epoch 2
     assert out.returncode == -signal.SIGKILL, out.stderr
@@ -185,6 +187,7 @@ def test_sigterm_saves_mid_epoch_exits_3_and_resumes_exactly(tmp_path, steady, r
     resume_and_compare(tmp_path, steady, randomness)
 
 
+@pytest.mark.slow  # an edge of the SIGTERM path above: a stop that arrives after an epoch's last check
 def test_sigusr1_after_the_last_check_of_an_epoch_stops_after_it(tmp_path, steady, randomness, monkeypatch):
     monkeypatch.setattr(training, "build_loss", hook_batch(BATCHES + 12, send(signal.SIGUSR1)))
     summary = train(compose(randomness), tmp_path)

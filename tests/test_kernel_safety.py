@@ -182,6 +182,7 @@ def test_another_checkout_reuses_the_build(tmp_path):
     assert library.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # another checkout's reuse stays in the default suite
 def test_environments_share_a_torch_installs_build_and_another_install_gets_its_own(tmp_path):
     """A second environment with this torch loads this build without rebuilding; one with a torch installed
     elsewhere names another build (not built here: the slow test below builds both)."""

@@ -71,6 +71,7 @@ def pip(*args, cwd):
     return out.stdout
 
 
+@pytest.mark.slow  # the editable install is checked by the script test below
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     before = build_products()
     source = copy_checkout(tmp_path / "src")

@@ -80,7 +80,8 @@ def test_table2_row_sweeps_the_six_neurons(preset):
         build_model(run)
 
 
-@pytest.mark.parametrize("table,cells", [("table1", TABLE1), ("table2", TABLE2)])
+# Table 2 repeats Table 1's multirun path with its own cells (`-m slow`).
+@pytest.mark.parametrize("table,cells", [("table1", TABLE1), pytest.param("table2", TABLE2, marks=pytest.mark.slow)])
 def test_whole_table_is_one_multirun(table, cells):
     """`python train.py -m +table=<table> seed=2022,2023` launches every cell of the table with each seed."""
     jobs = sweep_jobs(hydra_config([f"+table={table}"]), ["seed=2022,2023"])

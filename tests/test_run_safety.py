@@ -59,6 +59,7 @@ def summary_of(run_dir):
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
+@pytest.mark.slow  # the SIGTERM stop takes the same path
 def test_ctrl_c_saves_mid_epoch_exits_3_and_resumes_exactly(tmp_path, steady):
     # Ctrl-C reaches the whole process group, the data-loader worker included
     out = run_driver("SIGINT", BATCHES + 3, tmp_path, "trainer.num_workers=1")

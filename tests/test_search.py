@@ -201,6 +201,7 @@ def test_report_leads_with_hydras_optuna_sweeper_keys(tmp_path):
     assert done["failed"] == [{"trial": 0, "reason": None, "run_dir": "trial-000"}]
 
 
+@pytest.mark.slow  # the kill soak kills searches at random moments too
 def test_killed_sweep_resumes_its_trial_and_skips_finished_ones(conf_dir, tmp_path):
     study_dir = tmp_path / "killed"
     args = sweep_args(conf_dir, study_dir, "optimizer.lr=0.1", "hydra.sweeper.n_trials=2",
