@@ -122,26 +122,27 @@ def test_the_graph_counts_the_parent_packages_an_import_runs():
         "arlif.spikes", "arlif.spikes.dynamics", "arlif.kernels.availability"}
 
 
-def test_importing_the_kernels_does_not_run_the_neurons_package():
-    """The kernels sit below the neurons: importing them (and their spec) never executes arlif/neurons/__init__.py."""
-    probe = "import sys, arlif.kernels, arlif.kernels.aot; print('arlif.neurons' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-def test_importing_the_neurons_loads_no_framework_and_timm_finds_the_models_either_way():
-    """A researcher's `import arlif.neurons` pays for torch only: no timm, Hydra, W&B, Dynamo or the runner; and
-    timm knows the models whether it is imported after arlif (first probe) or before it (second)."""
-    unloaded = ("import sys, arlif.neurons, arlif.kernels, arlif.models, arlif.loss, arlif.instruments.energy; "
-                "print(sorted(m for m in ('timm', 'hydra', 'omegaconf', 'wandb', 'optuna', 'torch._dynamo', 'arlif.runner', "
-                "'arlif.reports', 'arlif.search') if m in sys.modules)); ")
+def test_imports_load_only_what_they_need_and_timm_finds_the_models_either_way():
+    """In one fresh process, in this order: importing the kernels never executes arlif/neurons/__init__.py (they
+    sit below the neurons); a researcher's `import arlif.neurons` (and models, loss, instruments) pays for torch
+    only: no timm, Hydra, W&B, Dynamo or the runner; train.py's checks before any data (a composed config, the
+    model built on the meta device) load no Dynamo either, so a mistyped key costs seconds less; and timm knows
+    the models whether it is imported after arlif (this probe) or before it (a second one)."""
+    first = ("import sys, arlif.kernels, arlif.kernels.aot; print('arlif.neurons' in sys.modules); "
+             "import arlif.neurons, arlif.models, arlif.loss, arlif.instruments.energy; "
+             "print(sorted(m for m in ('timm', 'hydra', 'omegaconf', 'wandb', 'optuna', 'torch._dynamo', 'arlif.runner', "
+             "'arlif.reports', 'arlif.search') if m in sys.modules)); "
+             "from arlif.runner.config import compose; from arlif.runner.training import train; "
+             "from arlif.runner.build import check_model; check_model(compose(['model=resnet18', 'dataset=cifar10', "
+             "'T=2'])); print('torch._dynamo' in sys.modules); import arlif; ")
     create = ("import timm; m = timm.create_model('arlif_quickcnn', num_classes=3, in_chans=1, img_size=8); "
               "print(type(m).__name__, len(timm.list_models('arlif_*')))")
-    for probe in (unloaded + "import arlif; " + create, "import timm, arlif; " + create):
+    for probe in (first + create, "import timm, arlif; " + create):
         out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
         lines = out.stdout.splitlines()
         if probe.startswith("import sys"):
-            assert lines.pop(0) == "[]"
+            assert lines[:3] == ["False", "[]", "False"], lines
+            lines = lines[3:]
         name, count = lines[0].split()
         assert name == "SpikingVGG" and int(count) >= 5
 
@@ -160,13 +161,3 @@ def test_the_architecture_doc_lists_what_reports_and_search_import_from_the_runn
     actual = {source: {t.split(".")[2] for t in targets if t.startswith("arlif.runner.")}
               for source, targets in graph().items() if layer(source) in ("reports", "search")}
     assert documented == {source: names for source, names in actual.items() if names}
-
-
-def test_a_config_error_needs_no_dynamo():
-    """train.py's checks before any data (config, a model that must fit, built on the meta device) load no
-    Dynamo: a mistyped key costs a few seconds, not the 2 s more of importing torch._dynamo."""
-    probe = ("import sys; from arlif.runner.config import compose; from arlif.runner.training import train; "
-             "from arlif.runner.build import check_model; "
-             "check_model(compose(['model=resnet18', 'dataset=cifar10', 'T=2'])); print('torch._dynamo' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

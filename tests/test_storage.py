@@ -62,6 +62,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".partial")))
 
 
+@pytest.mark.slow  # two train.py runs (12 s); a too-full first checkpoint is checked in-process below
 def test_a_full_disk_ends_train_py_with_one_line_and_resume_finishes(disk):
     """The quick start's case: the disk fills while last.pt is copied to best.pt."""
     run_dir = disk / "run"
