@@ -89,8 +89,9 @@ def step(model, x):
     return out.detach(), grads
 
 
-# The ResNet runs every backend; the VGG (shared BN, a flatten head, CLIF compiled) repeats them: `-m slow`.
-@pytest.fixture(scope="module", params=["resnet", pytest.param("vgg", marks=pytest.mark.slow)])
+# Whole networks compiled (the ResNet runs every backend; the VGG shared BN, a flatten head, CLIF compiled): `-m slow`,
+# 10-90 s each; test_trainer_compile.py compiles a model in a training run in the default suite.
+@pytest.fixture(scope="module", params=[pytest.param("resnet", marks=pytest.mark.slow), pytest.param("vgg", marks=pytest.mark.slow)])
 def eager_and_compiled(request):
     torch.manual_seed(0)
     model = MODELS[request.param]().to(DEVICE).train()

@@ -36,6 +36,7 @@ def run(args, cwd, timeout=300):
     return out
 
 
+@pytest.mark.slow  # two torchrun processes (11 s); the DDP stop-and-resume in the slow checks runs torchrun too
 def test_torchrun_two_processes_match_single_process_eval(tmp_path):
     """Rank 0 alone picks (and creates) the timestamped run folder; rank 1 writes nothing of its own."""
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
