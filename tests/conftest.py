@@ -36,3 +36,15 @@ def fresh_verdicts():
     selfcheck.forget()
     yield
     selfcheck.forget()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished one-epoch tiny run folder (last.pt and best.pt), once per test module."""
+    from arlif.runner.config import compose
+    from arlif.runner.training import train
+    from helpers import tiny_run
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    train(compose(tiny_run()), run_dir)
+    return run_dir

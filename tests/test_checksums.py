@@ -31,14 +31,6 @@ REPO = CONF_DIR.parent
 RUN = tiny_run()  # one epoch
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A finished run folder: last.pt and best.pt (epoch 1)."""
-    run_dir = tmp_path_factory.mktemp("trained")
-    train(compose(RUN), run_dir)
-    return run_dir
-
-
 @pytest.fixture
 def run_dir(trained, tmp_path) -> Path:
     shutil.copytree(trained, tmp_path / "run")

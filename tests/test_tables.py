@@ -230,15 +230,20 @@ def test_published_numbers_are_compared_only_with_their_own_statistic(method, da
                                                              rows=[row]))) is not like
 
 
-def test_a_key_field_chosen_on_the_command_line_is_no_variant(tmp_path):
-    """`neuron=arlif` or `T=4` given explicitly (.hydra/overrides.yaml) names the same cell as the preset's own
-    value; a key under them (neuron.decay) is a variant."""
-    launches = {"a": (2022, []), "b": (2023, ["neuron=arlif", "T=4"]), "c": (2024, ["neuron.decay=0.3"])}
+def write_launches(tmp_path, launches):
+    """Run folders {folder: (seed, overrides)} of the Table 1 CIFAR-10 cell: summary.json and .hydra/overrides.yaml."""
     for folder, (seed, overrides) in launches.items():
         (tmp_path / folder / ".hydra").mkdir(parents=True)
         (tmp_path / folder / "summary.json").write_text(json.dumps(summary(seed=seed)))
         (tmp_path / folder / ".hydra" / "overrides.yaml").write_text(
             "".join(f"- {o}\n" for o in ["experiment=table1/cifar10_resnet18_t4", *overrides]))
+
+
+def test_a_key_field_chosen_on_the_command_line_is_no_variant(tmp_path):
+    """`neuron=arlif` or `T=4` given explicitly (.hydra/overrides.yaml) names the same cell as the preset's own
+    value; a key under them (neuron.decay) is a variant."""
+    launches = {"a": (2022, []), "b": (2023, ["neuron=arlif", "T=4"]), "c": (2024, ["neuron.decay=0.3"])}
+    write_launches(tmp_path, launches)
     table1, *_, other = build_tables(read_summaries([tmp_path]))
     assert table1.rows[0]["runs"] == 2 and [r["variant"] for r in other.rows] == ["neuron.decay=0.3"]
 
@@ -248,11 +253,7 @@ def test_runs_started_from_checkpoints_are_one_variant_whatever_the_paths(tmp_pa
     group, apart from the runs trained from scratch."""
     launches = {"a": (2022, []), "b": (2022, ["trainer.init_weights=/runs/t2-seed2022"]),
                 "c": (2023, ["trainer.init_weights=/runs/t2-seed2023"])}
-    for folder, (seed, overrides) in launches.items():
-        (tmp_path / folder / ".hydra").mkdir(parents=True)
-        (tmp_path / folder / "summary.json").write_text(json.dumps(summary(seed=seed)))
-        (tmp_path / folder / ".hydra" / "overrides.yaml").write_text(
-            "".join(f"- {o}\n" for o in ["experiment=table1/cifar10_resnet18_t4", *overrides]))
+    write_launches(tmp_path, launches)
     table1, *_, other = build_tables(read_summaries([tmp_path]))
     assert table1.rows[0]["runs"] == 1
     assert [(r["variant"], r["runs"]) for r in other.rows] == [("trainer.init_weights=<a checkpoint>", 2)]

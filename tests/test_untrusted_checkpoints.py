@@ -34,13 +34,6 @@ def build(*args, **kwargs):
 CODE = f"{PROBE}.build"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("trained")
-    train(compose(RUN), run_dir)
-    return run_dir
-
-
 @pytest.fixture
 def probe(tmp_path, monkeypatch) -> Path:
     """A folder on sys.path (and PYTHONPATH) holding the probe module; returns it."""
