@@ -100,8 +100,8 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
         y = F.batch_norm(steps, *stats, weight, bias, True, self.momentum, self.eps)
         if track:
             m = self.momentum
-            decay = (_update_weights(T, m, stats[0].dtype, x.device) if not torch.compiler.is_compiling() else
-                     torch.tensor([(1 - m) ** (T - 1 - t) for t in range(T)], dtype=stats[0].dtype, device=x.device))
+            weights = _decays if torch.compiler.is_compiling() else _cached_decays  # no cache inside a graph
+            decay = weights(T, m, stats[0].dtype, x.device)
             with torch.no_grad():
                 for running, stat in zip((self.running_mean, self.running_var), stats):
                     running.addmv_(stat.view(T, C).t(), decay, beta=(1 - m) ** T)
@@ -113,10 +113,12 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
         return f"{super().extra_repr()}, bn_mode={self.bn_mode}{extra.get(self.bn_mode, '')}"
 
 
-@functools.lru_cache(maxsize=None)
-def _update_weights(T: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """(1-m)^(T-1-t) for t < T, on the device once (no host-to-device copy per call)."""
+def _decays(T: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(1-m)^(T-1-t) for t < T: the weight of step t's statistics in the running statistics."""
     return torch.tensor([(1 - momentum) ** (T - 1 - t) for t in range(T)], dtype=dtype, device=device)
+
+
+_cached_decays = functools.lru_cache(maxsize=None)(_decays)  # on the device once: no host-to-device copy per call
 
 
 class SeqDropout(nn.Module):
