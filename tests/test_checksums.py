@@ -172,6 +172,9 @@ def test_every_byte_of_a_checkpoint_is_covered(tmp_path):
                 load_checkpoint(path)
 
 
+# A sweep with a FAIL trial runs end to end in test_search.py, and a refused checkpoint's error line reaching
+# Optuna as the reason in test_every_way_a_trial_ends_is_told_to_optuna; this joins the two (`-m slow`).
+@pytest.mark.slow
 def test_a_damaged_trial_checkpoint_fails_that_trial_and_the_sweep_goes_on(trained, tmp_path):
     """A search trial's resume is a load path too: trial 0's damaged last.pt makes it FAIL with the error line as
     its reason, the file is left alone, trial 1 completes, and the report lists the failed trial."""

@@ -11,10 +11,11 @@ from omegaconf import OmegaConf
 from arlif.models.layers import SeqBatchNorm2d, SeqDropout
 from arlif.neurons import build_neuron, neuron_layers
 from arlif.reports.paper import PUBLISHED, SAME_RECIPE_NEURONS, TABLE1, TABLE1_CODE, experiment_name
-from arlif.runner.build import build_loss, build_model, neuron_kwargs
+from arlif.runner.build import build_loss, neuron_kwargs
 from arlif.runner.config import CONF_DIR, compose, resolve, validate
 from arlif.runner.optim import build_optimizer
 from arlif.runner.training import train
+from helpers import meta_model
 from test_presets import hydra_config, preset_files, sweep_jobs
 
 # Per method, dataset and recipe: model, neuron, BN mode (tdBN threshold), classifier dropout and mask, loss
@@ -40,11 +41,6 @@ RECIPES = {
     ("psn", "cifar10_dvs", ""): ("vggsnn", "sliding_psn", "shared", 0.25, "step", ("tet_mse", 0.999, 0.001), "fp32", 32,
                                  200, ("sgd", 0.1, 5e-4), 100, None),
 }
-
-
-def meta_model(cfg):
-    with torch.device("meta"):  # the full-size network, without memory
-        return build_model(cfg)
 
 
 def check_model(model, cfg, bn_mode, classifier_dropout, mask, neuron, dropout=0.0):

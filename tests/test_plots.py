@@ -2,7 +2,6 @@
 the band over seeds, diverged and killed runs marked, images of the right size that are not blank, and
 report.md holding make_tables.py's numbers."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from arlif.errors import ConfigError, DataError
 from arlif.reports.results import build_tables
 from arlif.reports.runs import read_summaries
 from arlif.runner.tracking import flatten
-from helpers import tiny_run
+from helpers import script, tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two learning rates x two seeds.  With the preset's AdamW, lr = 1e7 overflows the loss in epoch 2 on this
@@ -31,15 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEP = tiny_run("experiment=quickstart", "dataset.train_size=64", "dataset.test_size=32", "batch_size=16",
                  "trainer.epochs=2", "trainer.progress_bar=false", "seed=1,2", "optimizer.lr=0.1,1e7", "experiment.name=lr${optimizer.lr}")
 GOOD, DIVERGED = "lr0.1", "lr10000000.0"
-
-
-def script(name, *argv):
-    """Run scripts/<name>.py in this process, as its command line would, and return what it prints."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(module.parse_args([str(a) for a in argv])) if name != "make_tables" \
-        else module.make_tables(module.parse_args([str(a) for a in argv]))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from arlif.runner.config import CONF_DIR, resolve, validate
 from arlif.runner.config import compose as compose_run
 from arlif.neurons import neuron_layers
 from arlif.reports.paper import ABLATIONS, TABLE1, TABLE2
-from arlif.runner.build import build_model
+from helpers import meta_model
 
 # The published recipe per dataset (issue 5): batch, epochs, lr, weight decay, tet_weight (paper λ),
 # mse_weight (1 − λ), MSE target, neuron dropout.
@@ -61,7 +61,7 @@ def test_table1_preset_composes_and_builds(cell):
     assert (cfg.dataset.name, cfg.model.name, cfg.neuron.name, cfg.T) == (cell.dataset, cell.model, "arlif", cell.T)
     assert cfg.experiment.name == cfg.logger.group == cell.experiment
     check_recipe(cfg)
-    model = build_model(cfg)
+    model = meta_model(cfg)
     assert len(neuron_layers(model)) > 0
 
 
@@ -77,19 +77,26 @@ def test_table2_row_sweeps_the_six_neurons(preset):
         assert run.experiment.name in cells and cells[run.experiment.name].neuron == run.neuron.name
         assert run.T == 4
         check_recipe(run)
-        build_model(run)
+        meta_model(run)
 
 
 # Table 2 repeats Table 1's multirun path with its own cells (`-m slow`).
 @pytest.mark.parametrize("table,cells", [("table1", TABLE1), pytest.param("table2", TABLE2, marks=pytest.mark.slow)])
 def test_whole_table_is_one_multirun(table, cells):
-    """`python train.py -m +table=<table> seed=2022,2023` launches every cell of the table with each seed."""
+    """`python train.py -m +table=<table> seed=2022,2023` launches every cell of the table with each seed.
+    One job per cell is composed (the cell's name and seed); its other jobs differ from it in the seed only."""
     jobs = sweep_jobs(hydra_config([f"+table={table}"]), ["seed=2022,2023"])
     assert len(jobs) == 2 * len(cells)
-    names = set()
+    seeds: dict[tuple, set] = {}
     for job in jobs:
-        run = resolve(compose_run(job))
-        names.add((run.experiment.name, run.seed))
+        seeds.setdefault(tuple(o for o in job if not o.startswith("seed=")), set()).update(
+            o for o in job if o.startswith("seed="))
+    assert all(found == {"seed=2022", "seed=2023"} for found in seeds.values())
+    names = set()
+    for rest in seeds:
+        run = resolve(compose_run([*rest, "seed=2023"]))
+        names.update((run.experiment.name, seed) for seed in (2022, 2023))
+        assert run.seed == 2023
     assert names == {(c.experiment, seed) for c in cells for seed in (2022, 2023)}
 
 

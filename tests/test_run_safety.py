@@ -189,11 +189,15 @@ def test_records_are_written_whole_and_readers_skip_broken_ones(tmp_path, caplog
     assert f"skipping {tmp_path / 'a' / 'summary.json'}: it cannot be read as JSON" in caplog.text
 
 
-def test_failed_starts_leave_no_run_folder(tmp_path):
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
     new = tmp_path / "outputs" / "run"
     out = python("train.py", *FAULT, "T=0", f"hydra.run.dir={new}")
     assert (out.returncode, out.stderr) == (2, "error: T=0 must be a positive integer\n")
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow  # the same removal (remove_failed_start) for a multirun's job
+def test_a_failed_multirun_start_leaves_no_sweep_folder(tmp_path):
     sweep = tmp_path / "multirun"
     out = python("train.py", "-m", "dataset=cifar10", "model=quickcnn", "logger=none",
                  f"data_dir={tmp_path / 'nodata'}", f"hydra.sweep.dir={sweep}")

@@ -18,7 +18,7 @@ from arlif.reports.paper import PUBLISHED, TABLE1, TABLE1_CODE, TABLE2
 from arlif.reports.results import build_tables, support, to_markdown
 from arlif.reports.runs import read_summaries, read_wandb_runs
 from arlif.reports.verdict import SINGLE, compare
-from helpers import tiny_run
+from helpers import script, tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # Quick-start scale: the quickstart preset on a small synthetic dataset, 2 epochs.
@@ -53,7 +53,7 @@ def tiny_tables(tmp_path_factory):
     for s in sorted(map(json.loads, map(Path.read_text, sweep.glob("*/summary.json"))), key=lambda s: s["seed"]):
         summaries.setdefault(s["neuron"], []).append(s)
     out = tmp / "tables"
-    printed = run([str(ROOT / "scripts" / "make_tables.py"), str(sweep), "--out", str(out)], tmp)
+    printed = script("make_tables", sweep, "--out", out)  # in this process: test_package runs a script's command line
     return summaries, out, printed
 
 
