@@ -2,7 +2,8 @@
 # One-shot GPU check for a machine with one CUDA device, within 4 minutes (every part has a timeout; they add
 # up to 235 s), so that it fits one device call with room to rerun it:
 #   1. tests on CUDA (40 s): the Triton kernel against the reference loop through the custom operators and
-#      the eager fast path (β = tanh(b) inside the kernels), with channels_last and strided inputs
+#      the eager fast path (β = tanh(b) inside the kernels), with channels_last and strided inputs, and the
+#      opt-in register-replay backward (fast math in its reverse pass) at T = 8 within the tests' tolerances
 #      (tests/test_kernels.py -k triton).
 #   2. the training step, scripts/bench_step.py (issue 27), ResNet-18, B = 128, T = 4, fp16 + GradScaler,
 #      the CIFAR-10 recipe's loss and SGD, synthetic batches:
@@ -38,7 +39,7 @@ run() {  # run NAME SECONDS COMMAND...: the command's output to $out/NAME and th
 }
 
 run tests.log 40 python -m pytest -q -p no:cacheprovider tests/test_kernels.py \
-    -k "(triton and (layouts or matches_reference or half)) or squashes"
+    -k "(triton and (layouts or matches_reference or half)) or squashes or (register_replay_backward and adaptive and 8)"
 R18=(--model resnet18 --T 4 --batch 128 --precision fp16 --steps 10 --repeats 3 --warmup 3)
 run step_resnet18_eager.md 55 python scripts/bench_step.py "${R18[@]}" --fused-optimizer --baseline --profile 3
 run step_resnet18_channels_last.md 20 python scripts/bench_step.py "${R18[@]}" --fused-optimizer --channels-last

@@ -2,7 +2,8 @@
 
 `Faulty(engine, fault)` runs the real CPU or Triton engine and then breaks one thing:
 "spike" flips the last spike of the forward, "grad_x" / "grad_beta" scale that gradient by
-1.01 ("squashed_grad_beta": only in a call with β = tanh(b) inside, the eager call's), "launch" launches the real Triton forward kernel with an argument missing.
+1.01 ("squashed_grad_beta": only in a call with β = tanh(b) inside, the eager call's), "launch"
+launches the real Triton forward kernel with an argument missing.
 `install(fault)` puts such a CPU engine behind `arlif.kernels` (for subprocesses).
 """
 
