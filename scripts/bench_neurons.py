@@ -67,8 +67,12 @@ def parse_args(argv=None):
                         "x.sigmoid().sum().backward() on the same tensor, interleaved in this process")
     p.add_argument("--kernel-only", action="store_true",
                    help="only the fused AR-LIF kernels themselves at each --T and the first --N (no module, no "
-                        "autograd), against the time to move their minimum bytes at the measured copy rate")
+                        "autograd), against the time to move their minimum bytes at the measured copy rate; the "
+                        "Triton kernels on CUDA or under TRITON_INTERPRET=1, else the C++ kernel")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="--kernel-only's input dtype")
+    p.add_argument("--register-replay", action="store_true",
+                   help="--kernel-only: also time the Triton engine's opt-in register-replay backward (T <= 8) and "
+                        "give its gradients' difference from the scratch backward's")
     p.add_argument("--out", type=Path, help="also write the Markdown report here")
     return p.parse_args(argv)
 
@@ -358,44 +362,69 @@ def timed_ms(fn, device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def kernel_only(device, Ts, N: int, dtype: torch.dtype, repeats: int) -> list[str]:
-    """The fused AR-LIF engine's forward and backward launches alone (the Triton kernels on CUDA, the C++
-    kernel on CPU, whose input is fp32), with the bytes they move in the real dtypes, against the time a
-    device copy needs for the minimum bytes: x read and spikes written in forward, x and the spikes'
-    gradient read and grad_x written in backward (5 bytes of the dtype per neuron-step)."""
+def kernel_only(device, Ts, N: int, dtype: torch.dtype, repeats: int, register_replay: bool = False) -> list[str]:
+    """The fused AR-LIF engine's forward and backward launches alone (the Triton kernels on CUDA and under
+    TRITON_INTERPRET=1, the C++ kernel on CPU otherwise, whose input is fp32), with the bytes they move in the
+    real dtypes, against the time a device copy needs for the minimum bytes: x read and spikes written in
+    forward, x and the spikes' gradient read and grad_x written in backward (5 bytes of the dtype per
+    neuron-step).  With `register_replay`, a second Triton row at each T ≤ 8 times the register-replay
+    backward (no scratch, x and flags read once) and gives its largest gradient difference from the scratch
+    backward's, relative to the largest gradient (its fast math against the exact replay, on this device)."""
     import math
 
     from arlif.kernels import cpu, triton_neuron
+    from arlif.kernels.availability import triton_interpreting
 
     d = torch.finfo(dtype).bits // 8
     spec = build_neuron("arlif").spec
     alpha, beta = torch.tensor(1.2, device=device), torch.tensor(math.tanh(0.2), device=device)
+    use_triton = device.type == "cuda" or triton_interpreting()
     lines = [f"## Fused AR-LIF kernels alone, N = {N:,} neurons per step, {str(dtype).removeprefix('torch.')}", "",
-             f"Machine: {machine(device)}.", "",
-             "| T | forward ms | backward ms | fwd+bwd ms | bytes moved | minimum bytes | copy GB/s | "
-             "minimum at copy rate ms | fwd+bwd / minimum |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Machine: {machine(device)}" + (" (Triton's interpreter: not a speed)" if device.type != "cuda"
+                                              and use_triton else "") + ".", "",
+             "| T | backward | forward ms | backward ms | fwd+bwd ms | bytes moved | minimum bytes | copy GB/s | "
+             "minimum at copy rate ms | fwd+bwd / minimum | grad diff vs scratch |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for T in Ts:
         x = (torch.randn(T, N, device=device) * 0.9 + 0.6).to(dtype)
         grad = torch.randn(T, N, device=device).to(dtype)
-        if device.type == "cuda":
+        rows = []  # (name, forward, backward, bytes moved, backward's outputs)
+        if use_triton:
             forward, _, flags = triton_neuron.plan_forward(x, spec, alpha, beta)
             forward()
-            backward = triton_neuron.plan_backward(x, flags, grad, spec, alpha, beta, True, True)[0]
-            # forward: x, spikes, flags; backward: replay x, flags, fp32 r; reverse flags, ∂L/∂s, x, r, grad_x
-            moved = T * N * ((2 * d + 1) + (d + 1 + 4) + (1 + 3 * d + 4))
+            fwd_bytes = 2 * d + 1  # x, spikes, flags
+            for register in (False, True) if register_replay and T <= triton_neuron.REGISTER_MAX_T else (False,):
+                backward, grad_x, partials = triton_neuron.plan_backward(x, flags, grad, spec, alpha, beta, True,
+                                                                         True, register=register)
+                # scratch: replay x, flags, fp32 r; reverse flags, ∂L/∂s, x, r, grad_x.  registers: x, flags, ∂L/∂s,
+                # grad_x, each once.
+                bwd_bytes = (3 * d + 1) if register else (d + 1 + 4) + (1 + 3 * d + 4)
+                rows.append(("registers" if register else "scratch", forward, backward, fwd_bytes + bwd_bytes,
+                             (grad_x, partials)))
         else:
             _, flags = cpu.forward(x, spec, alpha, beta)
-            forward = lambda: cpu.forward(x, spec, alpha, beta)  # noqa: E731
-            backward = lambda: cpu.backward(x, flags, grad, spec, alpha, beta, True, True)  # noqa: E731
-            moved = T * N * ((2 * d + 1) + (1 + 3 * d))  # forward x, spikes, flags; backward flags, x, ∂L/∂s, grad_x
-        fwd_ms, bwd_ms = timed_ms(forward, device, repeats), timed_ms(backward, device, repeats)
+            rows.append(("C++", lambda: cpu.forward(x, spec, alpha, beta),
+                         lambda: cpu.backward(x, flags, grad, spec, alpha, beta, True, True),
+                         (2 * d + 1) + (1 + 3 * d), None))  # forward x, spikes, flags; backward flags, x, ∂L/∂s, grad_x
         minimum = 5 * d * T * N
         src = torch.empty(minimum // 2, dtype=torch.uint8, device=device)
         dst = torch.empty_like(src)
         floor_ms = timed_ms(lambda: dst.copy_(src), device, repeats)  # reads and writes minimum / 2 bytes: moves all
         rate = minimum / (floor_ms * 1e-3) / 1e9
-        lines.append(f"| {T} | {fwd_ms:.3f} | {bwd_ms:.3f} | {fwd_ms + bwd_ms:.3f} | {moved / 1e6:,.0f} MB | "
-                     f"{minimum / 1e6:,.0f} MB | {rate:,.0f} | {floor_ms:.3f} | {(fwd_ms + bwd_ms) / floor_ms:.2f}× |")
+        for name, forward, backward, per_step, outputs in rows:
+            fwd_ms, bwd_ms = timed_ms(forward, device, repeats), timed_ms(backward, device, repeats)
+            diff = ""
+            if name == "registers":
+                backward()  # its own gradients, against the scratch backward's (launched last by the timing)
+                (gx, parts), (ref_gx, ref_parts) = outputs, rows[0][4]
+                rows[0][2]()
+                diffs = [((mine.double() - ref.double()).abs().max() / ref.double().abs().max().clamp_min(1e-12)).item()
+                         for mine, ref in ((gx, ref_gx), (parts[0].sum(), ref_parts[0].sum()),
+                                           (parts[1].sum(), ref_parts[1].sum()))]
+                diff = "x {:.1e}, α {:.1e}, β {:.1e}".format(*diffs)
+            lines.append(f"| {T} | {name} | {fwd_ms:.3f} | {bwd_ms:.3f} | {fwd_ms + bwd_ms:.3f} | "
+                         f"{per_step * T * N / 1e6:,.0f} MB | {minimum / 1e6:,.0f} MB | {rate:,.0f} | {floor_ms:.3f} | "
+                         f"{(fwd_ms + bwd_ms) / floor_ms:.2f}× | {diff} |")
     return lines + [""]
 
 
@@ -409,7 +438,7 @@ def main(argv=None) -> int:
         return 0
     if args.kernel_only:
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-        text = "\n".join(kernel_only(device, args.T, args.N[0], dtype, args.repeats))
+        text = "\n".join(kernel_only(device, args.T, args.N[0], dtype, args.repeats, args.register_replay))
         print(text)
         if args.out:
             args.out.write_text(text + "\n")

@@ -57,6 +57,7 @@ CUTOUT_PIPELINE = ("tests/test_data_static.py::"
 RELEASED_CODE_PRESET = ("tests/test_compare_presets.py::"
                         "test_released_code_preset_is_the_paper_preset_with_the_codes_differences")
 SECOND_AUDIT = "tests/test_second_audit.py"
+KERNELS = "tests/test_kernels.py"
 
 
 @dataclass(frozen=True)
@@ -620,8 +621,8 @@ MUTANTS = (
            "return grad_spikes.new_empty(grad_spikes.shape), scalar, torch.empty_like(scalar)",
            "return torch.empty_like(grad_spikes), scalar, torch.empty_like(scalar)",
            ("tests/test_kernels.py::test_fake_strides_agree_with_the_real_operators",)),
-    Mutant("eager-tanh-derivative-dropped", "arlif/kernels/function.py",
-           "g_beta = g_beta * (1 - beta * beta)", "g_beta = g_beta",
+    Mutant("eager-tanh-derivative-dropped", "arlif/kernels/triton_neuron.py",  # moved into the kernel (below)
+           "part_beta = part_beta * (1.0 - beta * beta)", "part_beta = part_beta",
            ("tests/test_kernels.py::test_layouts_kept_and_values_equal",)),
     Mutant("engine-chosen-every-call", "arlif/neurons/family.py",
            "        if case not in self._engines:\n", "        if True:\n",
@@ -644,6 +645,36 @@ MUTANTS = (
     Mutant("profile-optimizer-ops-unattributed", "arlif/runner/profiling.py",
            'inner = "optimizer" if event.name.startswith("Optimizer.") else family', "inner = family",
            ("tests/test_training_step.py::test_step_breakdown_of_real_steps",)),
+    # Issue 27, the Triton kernels: β = tanh(b) and its derivative inside them; the opt-in register-replay
+    # backward for T <= 8 (no scratch, its fallback past 8 steps) and the self-check covering what a process runs.
+    Mutant("triton-tanh-derivative-dropped", "arlif/kernels/triton_neuron.py",
+           "part_beta = part_beta * (1.0 - beta * beta)", "part_beta = part_beta",
+           (KERNELS + "::test_triton_squashes_beta_inside_its_kernels",)),
+    Mutant("triton-squash-ignored", "arlif/kernels/triton_neuron.py",
+           "beta = _tanh(beta, EXACT)", "beta = beta",
+           (KERNELS + "::test_triton_squashes_beta_inside_its_kernels",)),
+    Mutant("register-replay-previous-step-off-by-one", "arlif/kernels/triton_neuron.py",
+           "r_prev = kepts[t - 1]", "r_prev = kepts[t]",
+           (KERNELS + "::test_register_replay_backward_matches_reference",)),
+    Mutant("register-replay-never-taken", "arlif/kernels/triton_neuron.py",
+           "return REGISTER_REPLAY and 1 <= T <= REGISTER_MAX_T", "return False",
+           (KERNELS + "::test_register_replay_backward_matches_reference",)),
+    Mutant("register-replay-past-eight-steps", "arlif/kernels/triton_neuron.py",
+           "return REGISTER_REPLAY and 1 <= T <= REGISTER_MAX_T", "return REGISTER_REPLAY and 1 <= T",
+           (KERNELS + "::test_register_replay_falls_back_past_eight_steps_and_allocates_no_scratch",)),
+    Mutant("register-replay-allocates-scratch", "arlif/kernels/triton_neuron.py",
+           "    if register:\n        scratch = None\n",
+           "    if register:\n        scratch = torch.empty(grad_x.shape, dtype=torch.float32, device=grad_x.device)\n",
+           (KERNELS + "::test_register_replay_falls_back_past_eight_steps_and_allocates_no_scratch",)),
+    Mutant("self-check-case-ignores-backward-variant", "arlif/kernels/selfcheck.py",
+           "variant() if variant else None)", "None)",
+           (KERNELS + "::test_self_check_covers_the_backward_in_use",)),
+    Mutant("self-check-skips-scratch-backward-when-registers-on", "arlif/kernels/triton_neuron.py",
+           "return (4, REGISTER_MAX_T + 1) if REGISTER_REPLAY else (4,)", "return (4,)",
+           (KERNELS + "::test_self_check_covers_the_backward_in_use",)),
+    Mutant("self-check-skips-the-eager-call", "arlif/kernels/selfcheck.py",
+           "            if problem is not None or not adaptive:\n", "            if True:\n",
+           ("tests/test_kernel_safety.py::test_the_check_covers_the_eager_call_with_beta_squashed_inside",)),
 )
 
 

@@ -2,7 +2,8 @@
 
 `Faulty(engine, fault)` runs the real CPU or Triton engine and then breaks one thing:
 "spike" flips the last spike of the forward, "grad_x" / "grad_beta" scale that gradient by
-1.01, "launch" launches the real Triton forward kernel with an argument missing.
+1.01 ("squashed_grad_beta": only in a call with β = tanh(b) inside, the eager call's), "launch"
+launches the real Triton forward kernel with an argument missing.
 `install(fault)` puts such a CPU engine behind `arlif.kernels` (for subprocesses).
 """
 
@@ -18,25 +19,25 @@ class Faulty:
         self.IO_DTYPES = engine.IO_DTYPES
         self.shapes = []  # shape of every forward input it was given
 
-    def forward(self, x, spec, alpha, beta):
+    def forward(self, x, spec, alpha, beta, squash=False):
         self.shapes.append(tuple(x.shape))
         if self.fault == "launch":
             from arlif.kernels import triton_neuron
 
-            launch, spikes, flags = triton_neuron.plan_forward(x, spec, alpha, beta)
+            launch, spikes, flags = triton_neuron.plan_forward(x, spec, alpha, beta, squash)
             launch.kernel[launch.grid](*launch.args[:-1], **launch.kwargs)
             return spikes, flags
-        spikes, flags = self.engine.forward(x, spec, alpha, beta)
+        spikes, flags = self.engine.forward(x, spec, alpha, beta, squash)
         if self.fault == "spike":
             spikes[-1, -1] = 1 - spikes[-1, -1]
         return spikes, flags
 
-    def backward(self, x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
+    def backward(self, x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta, squash=False):
         grad_x, g_alpha, g_beta = self.engine.backward(x, flags, grad_spikes, spec, alpha, beta,
-                                                       grad_alpha, grad_beta)
+                                                       grad_alpha, grad_beta, squash)
         if self.fault == "grad_x":
             grad_x = grad_x * 1.01
-        if self.fault == "grad_beta":
+        if self.fault == "grad_beta" or (self.fault == "squashed_grad_beta" and squash):
             g_beta = g_beta * 1.01
         return grad_x, g_alpha, g_beta
 

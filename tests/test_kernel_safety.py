@@ -73,6 +73,15 @@ def test_explicit_backend_stops_on_a_wrong_gradient(faulty_cpu, fault, problem):
     assert issubclass(KernelCheckError, ConfigError)  # entry points print it as one line, exit 2
 
 
+def test_the_check_covers_the_eager_call_with_beta_squashed_inside(faulty_cpu):
+    """An engine right through the custom operators (β given) but wrong where it computes β = tanh(b) itself,
+    as the eager call asks it to, fails its check."""
+    faulty_cpu("squashed_grad_beta")
+    with pytest.raises(KernelCheckError, match=r"in its eager call \(β = tanh\(b\) inside\), the gradient for b is "
+                                               r"off by 0.01 relative"):
+        build_neuron("arlif", backend="cpu")(torch.randn(4, 10))
+
+
 def test_a_healthy_engine_passes_every_case_and_is_checked_once(monkeypatch):
     checked = []
     real_check = selfcheck._check

@@ -197,7 +197,7 @@ def test_gradients_only_for_learnable_scalars(monkeypatch, name, wanted):
     real_backward = cpu_engine.backward
 
     def spy(*args):
-        asked.append(tuple(args[-2:]))
+        asked.append(tuple(args[6:8]))  # grad_alpha, grad_beta
         return real_backward(*args)
 
     monkeypatch.setattr(cpu_engine, "backward", spy)
@@ -309,3 +309,142 @@ def test_engine_chosen_once_per_case(monkeypatch):
     neuron(x)
     neuron(x.to(torch.bfloat16))  # another dtype: another case
     assert len(calls) == 1
+
+
+# ----------------------------------------------------------------------------- the Triton engine's own variants
+# β = tanh(b) inside the kernels (the eager call), and the opt-in register-replay backward for T ≤ 8 (issue 27).
+
+TRITON_HERE = "triton" in FUSED
+
+
+def engine_run(call, x, grad, reset, alpha=1.3, beta=0.3):
+    """Spikes and the gradients of <spikes, grad> for x, α and β (or b) of `call(x, alpha, beta, spec)`."""
+    from arlif.spikes.dynamics import NeuronSpec
+
+    spec = NeuronSpec(reset)
+    x = x.clone().requires_grad_()
+    a = torch.tensor(alpha, device=x.device, requires_grad=True) if reset == "adaptive" else None
+    b = torch.tensor(beta, device=x.device, requires_grad=True) if reset == "adaptive" else None
+    spikes = call(x, a, b, spec)
+    spikes.backward(grad)
+    return spikes, x.grad, *((None, None) if a is None else (a.grad, b.grad))
+
+
+def reference_call(squash):
+    from arlif.spikes.dynamics import reference_multistep
+
+    return lambda x, a, b, spec: reference_multistep(x.float(), spec, a, torch.tanh(b) if squash and b is not None
+                                                     else b)[0].to(x.dtype)
+
+
+def assert_engine_matches(got, ref, dtype):
+    assert torch.equal(got[0], ref[0]), f"{(got[0] != ref[0]).sum().item()} spikes differ"
+    if dtype == torch.float32:
+        torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5 * ref[1].abs().max().item())
+    else:  # fp16 gradients: one rounding apart, as test_half_precision_in_and_out
+        torch.testing.assert_close(got[1], ref[1])
+    for mine, theirs in zip(got[2:], ref[2:]):
+        if theirs is not None:
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not TRITON_HERE, reason="needs triton")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_squashes_beta_inside_its_kernels(dtype):
+    """The eager Triton call takes the raw b: the kernels compute β = tanh(b), and dL/db = dL/dβ·(1 − β²), with
+    no tanh op of their own; spikes and the gradients for x, α and b are the reference's with β = tanh(b)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from arlif.kernels import triton_neuron
+
+    class Ops(TorchDispatchMode):
+        seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    device = DEVICE["triton"]
+    x, grad = (t.to(device, dtype) for t in inputs((4, 555), seed=21))
+    with Ops() as ops:
+        got = engine_run(lambda *a: triton_neuron.eager(*a, True), x, grad, "adaptive")
+    assert not [op for op in ops.seen if "tanh" in op], "the eager call ran a tanh op of its own"
+    ref = engine_run(reference_call(squash=True), x, grad, "adaptive")
+    assert_engine_matches(got, ref, dtype)
+    # dL/db is dL/dβ times tanh's derivative: a kernel that dropped the factor would return dL/dβ (8 % off here).
+    given = engine_run(reference_call(squash=False), x, grad, "adaptive", beta=torch.tanh(torch.tensor(0.3)).item())
+    torch.testing.assert_close(got[3], given[3] * (1 - torch.tanh(torch.tensor(0.3)) ** 2), rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(got[3], given[3], rtol=1e-2)
+
+
+@pytest.fixture
+def register_replay(monkeypatch):
+    """The Triton engine with its register-replay backward on; records the STEPS of every planned backward."""
+    from arlif.kernels import triton_neuron
+
+    monkeypatch.setattr(triton_neuron, "REGISTER_REPLAY", True)
+    steps = []
+    real = triton_neuron.plan_backward
+
+    def spy(*args, **kwargs):
+        launch, *outputs = real(*args, **kwargs)
+        steps.append(launch.kwargs["STEPS"])
+        return launch, *outputs
+
+    monkeypatch.setattr(triton_neuron, "plan_backward", spy)
+    return steps
+
+
+@pytest.mark.skipif(not TRITON_HERE, reason="needs triton")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("T", [1, 3, 8])
+@pytest.mark.parametrize("reset", ["hard", "soft", "adaptive"])
+def test_register_replay_backward_matches_reference(register_replay, reset, T, dtype):
+    """x and the flags read once, the replay in registers: the reference's spikes and gradients (555 neurons:
+    a ragged last block), through the eager call (β = tanh(b) inside) and with β given (custom operators)."""
+    from arlif.kernels import triton_neuron
+
+    device = DEVICE["triton"]
+    x, grad = (t.to(device, dtype) for t in inputs((T, 555), seed=30 + T))
+    for squash in (True, False) if reset == "adaptive" else (False,):
+        got = engine_run(lambda *a: triton_neuron.eager(*a, squash), x, grad, reset)
+        assert_engine_matches(got, engine_run(reference_call(squash), x, grad, reset), dtype)
+    assert register_replay and set(register_replay) == {T}
+
+
+@pytest.mark.skipif(not TRITON_HERE, reason="needs triton")
+def test_register_replay_falls_back_past_eight_steps_and_allocates_no_scratch(register_replay):
+    from arlif.kernels import triton_neuron
+    from arlif.spikes.dynamics import NeuronSpec
+
+    device = DEVICE["triton"]
+    x, grad = (t.to(device) for t in inputs((9, 300), seed=9))
+    got = engine_run(lambda *a: triton_neuron.eager(*a, True), x, grad, "adaptive")
+    assert_engine_matches(got, engine_run(reference_call(True), x, grad, "adaptive"), torch.float32)
+    assert register_replay == [0], "T = 9 takes the scratch backward"
+    spec, alpha, beta = NeuronSpec("adaptive"), torch.tensor(1.3), torch.tensor(0.3)
+    for T, scratch in ((8, False), (9, True)):
+        xs = torch.empty(T, 300, dtype=torch.float16, device=device)
+        _, _, flags = triton_neuron.plan_forward(xs, spec, alpha, beta)
+        launch, grad_x, partials = triton_neuron.plan_backward(xs, flags, torch.empty_like(xs), spec, alpha, beta,
+                                                               True, True)
+        assert launch.kwargs["STEPS"] == (0 if scratch else T)
+        arrays = [a for a in launch.args if isinstance(a, torch.Tensor) and a.dim() == 2 and a.shape[0] == T]
+        assert (launch.args[4] is None) != scratch
+        # x, flags, ∂L/∂s, grad_x, and on the scratch path its fp32 scratch: nothing else of the layer's size
+        assert len(arrays) == 4 + scratch and all(a.dtype != torch.float32 for a in arrays[:4])
+
+
+@pytest.mark.skipif(not TRITON_HERE, reason="needs triton")
+def test_self_check_covers_the_backward_in_use(register_replay, fresh_verdicts):
+    """A process that turns the register replay on gets that backward checked, at T = 4, and the scratch
+    backward it falls back to past T = 8 too; the case differs from the one checked with the option off."""
+    from arlif.kernels import selfcheck, triton_neuron
+
+    cpu, spec, grads = torch.device(DEVICE["triton"]), build_neuron("lif_hard").spec, (False, False)
+    triton_neuron.REGISTER_REPLAY = False
+    assert selfcheck.passes("triton", triton_neuron, cpu, spec, torch.float32, grads, explicit=True)
+    assert register_replay == [0]
+    triton_neuron.REGISTER_REPLAY = True
+    assert selfcheck.passes("triton", triton_neuron, cpu, spec, torch.float32, grads, explicit=True)
+    assert register_replay == [0, 4, 0] and len(selfcheck._verdicts) == 2

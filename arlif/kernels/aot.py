@@ -1,10 +1,14 @@
 """Build every Triton neuron kernel ahead of time for chosen GPUs, on a machine without one.
 
     python -m arlif.kernels.aot [--arch 80 90] [--dtype fp32 fp16 bf16] [--jobs N] [--code-paths-only]
+                                [--register-steps 1 2 ... 8]
 
 compiles, for each architecture (sm_XX) and input dtype, the forward kernel of each reset
-mode and the backward kernel of each reset mode and α/β-gradient combination to cubin
-(Triton front end, LLVM, then ptxas from the triton wheel).  Each build uses the engine's
+mode (AR-LIF's with β given and with β = tanh(b) computed inside, SQUASH) and the backward
+kernel of each reset mode, α/β-gradient combination and SQUASH, both the scratch backward
+(STEPS = 0, any T) and the opt-in register-replay backward (STEPS = T, unrolled; by default
+at T = 8 only, the largest unroll, whose code contains every line of the smaller ones) to
+cubin (Triton front end, LLVM, then ptxas from the triton wheel).  Each build uses the engine's
 own arguments, specialisations and launch options: `triton_neuron.plan_forward` and
 `plan_backward` plan the launch on meta tensors, Triton's launch binder derives the
 signature and the alignment attributes from it exactly as a real launch would, and
@@ -32,6 +36,7 @@ from arlif.spikes.dynamics import RESETS, NeuronSpec
 ARCHS = (80, 90)  # Ampere (A100), Hopper (H100/H200)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SHAPE = (4, 4096)  # T, N of the planned launches; N a multiple of 16, as in most layers
+REGISTER_STEPS = (8,)  # T of the register-replay backwards built by default
 
 
 @dataclass(frozen=True)
@@ -43,26 +48,36 @@ class Case:
     kernel: str  # "forward" or "backward"
     reset: str
     grads: tuple[bool, bool] = (False, False)  # backward: dL/dα, dL/dβ
+    squash: bool = False  # AR-LIF: β = tanh(b) inside the kernel (the eager call's variant)
+    steps: int = 0  # backward: 0 for the scratch backward, T for the register replay
 
     def __str__(self) -> str:
         grads = "".join(name for name, on in zip(("α", "β"), self.grads) if on)
         return (f"sm_{self.arch} {self.dtype} {self.kernel} {self.reset}"
-                + (f" grad {grads}" if self.kernel == "backward" and grads else ""))
+                + (f" grad {grads}" if self.kernel == "backward" and grads else "")
+                + (" tanh" if self.squash else "") + (f" registers T={self.steps}" if self.steps else ""))
 
 
-def cases(archs=ARCHS, dtypes=tuple(DTYPES), every_grad_subset: bool = True) -> list[Case]:
-    """The kernel variants the engine launches, for each architecture and dtype.  Without
-    `every_grad_subset`, AR-LIF's backward is built with both α and β gradients only: every
-    line of kernel code is still compiled (the subsets only leave code out)."""
-    adaptive = [(True, True), (True, False), (False, True), (False, False)] if every_grad_subset \
-        else [(True, True)]
+def cases(archs=ARCHS, dtypes=tuple(DTYPES), every_grad_subset: bool = True,
+          register_steps=REGISTER_STEPS) -> list[Case]:
+    """The kernel variants the engine launches, for each architecture and dtype (the register-replay
+    backward at each of `register_steps`).  Without `every_grad_subset`, AR-LIF is built with β = tanh(b)
+    inside and its backward with both α and β gradients only: every line of kernel code is still compiled
+    (the other variants only leave code out)."""
+    if every_grad_subset:
+        adaptive = [(grads, squash) for grads in [(True, True), (True, False), (False, True), (False, False)]
+                    for squash in (False, True)]
+    else:
+        adaptive = [((True, True), True)]
     out = []
     for arch in archs:
         for dtype in dtypes:
             for reset in RESETS:
-                out.append(Case(arch, dtype, "forward", reset))
-                combos = adaptive if reset == "adaptive" else [(False, False)]
-                out += [Case(arch, dtype, "backward", reset, grads) for grads in combos]
+                combos = adaptive if reset == "adaptive" else [((False, False), False)]
+                out += [Case(arch, dtype, "forward", reset, squash=squash)
+                        for squash in dict.fromkeys(squash for _, squash in combos)]
+                for steps in (0, *register_steps):
+                    out += [Case(arch, dtype, "backward", reset, grads, squash, steps) for grads, squash in combos]
     return out
 
 
@@ -71,12 +86,13 @@ def plan(case: Case):
     from arlif.kernels import triton_neuron
 
     spec = NeuronSpec(case.reset)
-    x = torch.empty(SHAPE, dtype=DTYPES[case.dtype], device="meta")
+    x = torch.empty((case.steps or SHAPE[0], SHAPE[1]), dtype=DTYPES[case.dtype], device="meta")
     alpha = beta = torch.empty((), device="meta") if case.reset == "adaptive" else None
-    launch, _, flags = triton_neuron.plan_forward(x, spec, alpha, beta)
+    launch, _, flags = triton_neuron.plan_forward(x, spec, alpha, beta, case.squash)
     if case.kernel == "backward":
         launch, *_ = triton_neuron.plan_backward(None if case.reset == "soft" else x, flags,
-                                                 torch.empty_like(x), spec, alpha, beta, *case.grads)
+                                                 torch.empty_like(x), spec, alpha, beta, *case.grads,
+                                                 squash=case.squash, register=case.steps > 0)
     return launch
 
 
@@ -116,20 +132,24 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--jobs", type=int, default=cpus_per_process(), help="parallel builds")
     parser.add_argument("--code-paths-only", action="store_true",
-                        help="build AR-LIF's backward only with both α and β gradients (every code path, "
-                             "fewer variants)")
+                        help="build AR-LIF only with β = tanh(b) inside and its backward only with both α and "
+                             "β gradients (every code path, fewer variants)")
+    parser.add_argument("--register-steps", type=int, nargs="*", default=list(REGISTER_STEPS),
+                        choices=range(1, 9), metavar="T",
+                        help="T of the register-replay backwards to build (default: 8; none: only the scratch one)")
     args = parser.parse_args(argv)
     if triton_interpreting():
         print("error: unset TRITON_INTERPRET (the interpreter does not compile kernels)", file=sys.stderr)
         return 2
-    todo = cases(args.arch, args.dtype, every_grad_subset=not args.code_paths_only)
+    todo = cases(args.arch, args.dtype, every_grad_subset=not args.code_paths_only,
+                 register_steps=tuple(args.register_steps))
     failed = 0
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for case, seconds, size, error in pool.map(_build_one, todo):
             failed += error is not None
             result = f"cubin {size / 1024:.0f} KiB" if error is None else f"FAILED {error}"
-            print(f"{'ok' if error is None else 'FAIL':4} {str(case):44} {seconds:5.1f} s  {result}", flush=True)
+            print(f"{'ok' if error is None else 'FAIL':4} {str(case):62} {seconds:5.1f} s  {result}", flush=True)
     print(f"{len(todo) - failed} of {len(todo)} kernels built in {time.perf_counter() - start:.0f} s")
     return 1 if failed else 0
 

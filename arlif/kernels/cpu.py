@@ -129,8 +129,11 @@ def _scalars(alpha, beta) -> tuple[float, float]:
     return (float(alpha) if alpha is not None else 1.0, float(beta) if beta is not None else 0.0)
 
 
-def forward(x, spec, alpha, beta):
-    """Spikes [T, N] fp32 and the flag bytes kept for backward, for a contiguous fp32 x [T, N]."""
+def forward(x, spec, alpha, beta, squash=False):
+    """Spikes [T, N] fp32 and the flag bytes kept for backward, for a contiguous fp32 x [T, N]; β = tanh(beta)
+    when `squash` (the eager node `eager` does this in C++; here for callers of the engine interface)."""
+    if squash and beta is not None:
+        beta = torch.tanh(beta)
     spikes, flags, _exact_reruns = load().forward(
         x, RESET_CODES[spec.reset], spec.decay, spec.v_threshold, spec.surrogate_width,
         *_scalars(alpha, beta),
@@ -145,10 +148,14 @@ def eager(x, alpha, beta, spec, squash):
                         spec.surrogate_width, squash)
 
 
-def backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta):
-    """grad_x [T, N] and dL/dα, dL/dβ (fp32 0-d, None unless requested)."""
+def backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta, squash=False):
+    """grad_x [T, N] and dL/dα, dL/dβ (fp32 0-d, None unless requested; dL/db when `squash`)."""
+    if squash and beta is not None:
+        beta = torch.tanh(beta)
     grad_x, g_alpha, g_beta = load().backward(
         x, flags, grad_spikes, RESET_CODES[spec.reset], spec.decay, spec.v_threshold,
         spec.surrogate_width, *_scalars(alpha, beta), grad_alpha, grad_beta,
     )
+    if squash and grad_beta:
+        g_beta = g_beta.float() * (1 - beta * beta)  # tanh's derivative, as autograd's tanh backward
     return (grad_x, g_alpha.float() if grad_alpha else None, g_beta.float() if grad_beta else None)

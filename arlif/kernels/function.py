@@ -11,8 +11,8 @@ An engine is a module or object with
 
     NAME                    the name the operators find it under (`register`)
     IO_DTYPES               input dtypes it reads as they are (others are converted to fp32)
-    forward(x, spec, alpha, beta) -> (spikes [T, N], flags [T, N] uint8)
-    backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta)
+    forward(x, spec, alpha, beta, squash) -> (spikes [T, N], flags [T, N] uint8)
+    backward(x, flags, grad_spikes, spec, alpha, beta, grad_alpha, grad_beta, squash)
         -> (grad_x [T, N], dL/dα or None, dL/dβ or None)
     eager(x, alpha, beta, spec, squash) -> spikes   (optional: the engine's own eager call with
                                                      autograd; else `EagerNeuron` runs it)
@@ -20,7 +20,9 @@ An engine is a module or object with
 where the backward gets x = None for the soft reset, which does not need it; `flags` holds
 one byte per neuron-step (bit 0 spike, bit 1 surrogate window), all the engines keep for the
 backward through time (docs/kernels.md derives it).  α and β are 0-d fp32 tensors (None for
-LIF); gradients are computed only for those that require them.
+LIF); gradients are computed only for those that require them.  With `squash` (default False, as the
+custom operators call them) `beta` is AR-LIF's raw parameter b: the engine uses β = tanh(b) and returns
+dL/db, so the eager call needs no tanh of its own.
 """
 
 from __future__ import annotations
@@ -71,21 +73,24 @@ def unflat(rows: Tensor, shape: tuple, strides: Optional[tuple]) -> Tensor:
     return rows.view(shape) if strides is None else rows.as_strided(shape, strides)
 
 
-def run_forward(impl, x: Tensor, spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor]):
+def run_forward(impl, x: Tensor, spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor],
+                squash: bool = False):
     """Spikes [T, N] in x's dtype and the flag bytes, from engine `impl` on rows x [T, N]."""
     xin = x if x.dtype in impl.IO_DTYPES else x.float()
-    spikes, flags = impl.forward(xin.contiguous(), spec, alpha, beta)
+    spikes, flags = impl.forward(xin.contiguous(), spec, alpha, beta, squash)
     return spikes.to(x.dtype), flags
 
 
 def run_backward(impl, x: Optional[Tensor], flags: Tensor, grad_spikes: Tensor, spec: NeuronSpec,
-                 alpha: Optional[Tensor], beta: Optional[Tensor], grad_alpha: bool, grad_beta: bool):
-    """grad_x [T, N] (contiguous, in grad_spikes' dtype), dL/dα and dL/dβ (fp32 0-d, None unless asked)."""
+                 alpha: Optional[Tensor], beta: Optional[Tensor], grad_alpha: bool, grad_beta: bool,
+                 squash: bool = False):
+    """grad_x [T, N] (contiguous, in grad_spikes' dtype), dL/dα and dL/dβ (dL/db with `squash`; fp32 0-d,
+    None unless asked)."""
     if x is not None and x.dtype not in impl.IO_DTYPES:
         x = x.float()
     grad_in = grad_spikes if grad_spikes.dtype in impl.IO_DTYPES else grad_spikes.float()
     grad_x, g_alpha, g_beta = impl.backward(x, flags, grad_in.contiguous(), spec, alpha, beta, grad_alpha,
-                                            grad_beta)
+                                            grad_beta, squash)
     return (grad_x.to(grad_spikes.dtype), None if g_alpha is None else g_alpha.float().reshape(()),
             None if g_beta is None else g_beta.float().reshape(()))
 
@@ -157,19 +162,17 @@ class EagerNeuron(torch.autograd.Function):
     """The eager fast path: the same engine calls as the custom operators without their dispatch.
 
     apply(x, alpha, beta, impl, spec, squash) -> spikes in x's dtype and layout.  With `squash`,
-    `beta` is the raw parameter and the threshold uses tanh(beta) (its derivative applied in
-    backward here, without an autograd node of its own).
+    `beta` is the raw parameter b and the engine computes β = tanh(b) and dL/db itself (the Triton
+    kernels inside, without a launch or an autograd node of their own).
     """
 
     @staticmethod
     def forward(ctx, x, alpha, beta, impl, spec, squash):
         if alpha is not None and alpha.dtype != torch.float32:
             alpha, beta = alpha.float(), beta.float()
-        if squash:
-            beta = torch.tanh(beta)
         strides = rows_layout(x)
         rows = flat(x, strides)
-        spikes, flags = run_forward(impl, rows, spec, alpha, beta)
+        spikes, flags = run_forward(impl, rows, spec, alpha, beta, squash)
         ctx.impl, ctx.spec, ctx.squash, ctx.layout = impl, spec, squash, (x.shape, strides)
         ctx.save_for_backward(None if spec.reset == "soft" else rows, alpha, beta, flags)
         return unflat(spikes, x.shape, strides)
@@ -182,9 +185,7 @@ class EagerNeuron(torch.autograd.Function):
             grad_spikes = grad_spikes.new_empty_strided(shape, strides).copy_(grad_spikes)
         want_alpha, want_beta = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         grad_x, g_alpha, g_beta = run_backward(ctx.impl, rows, flags, flat(grad_spikes, strides), ctx.spec,
-                                               alpha, beta, want_alpha, want_beta)
-        if g_beta is not None and ctx.squash:
-            g_beta = g_beta * (1 - beta * beta)  # tanh's derivative, as autograd's tanh backward
+                                               alpha, beta, want_alpha, want_beta, ctx.squash)
         return unflat(grad_x, shape, strides), g_alpha, g_beta, None, None, None
 
 

@@ -3,9 +3,14 @@
 The first time a fused engine runs a *case* in this process, it computes spikes and the
 gradients for x, α and β on a small fixed random input (T = 4, 1,100 neurons: two GPU
 blocks, the second ragged) and compares them with `arlif.neurons.reference_multistep`
-on the same device.  A case is what selects a compiled kernel variant: backend, device,
-neuron spec (reset mode and constants), input dtype and which of α, β need gradients
-(without autograd, evaluation shares the verdict of the case with both).
+on the same device: through the custom operators (β given, the path `torch.compile` traces)
+and, for AR-LIF, through the engine's eager call with the raw parameter b (β = tanh(b) and
+dL/db computed by the engine, the path eager training takes).  A case is what selects a
+compiled kernel variant: backend, device, neuron spec (reset mode and constants), input
+dtype, which of α, β need gradients (without autograd, evaluation shares the verdict of
+the case with both) and the engine's `variant()` where it has one (the Triton engine's
+opt-in register-replay backward); an engine's `check_steps()` gives the T of the check
+inputs (the Triton engine with the register replay on: 4, and 9 for its scratch backward).
 The verdict is cached, so later calls cost one dict lookup.
 
 A mismatch, a compile error or a launch error makes the case fail.  With
@@ -26,7 +31,7 @@ import torch
 from torch import Tensor
 
 from arlif.errors import ConfigError
-from arlif.kernels.function import fused_multistep, register
+from arlif.kernels.function import eager_call, fused_multistep, register
 from arlif.spikes.dynamics import NeuronSpec, reference_multistep
 
 CHECK_SHAPE = (4, 1100)
@@ -58,8 +63,9 @@ def passes(backend: str, engine, device: torch.device, spec: NeuronSpec, dtype: 
            grads: tuple[bool, bool], explicit: bool) -> bool:
     """True when `engine` may run this case; False (after one warning) when the caller
     should use the neuron's step loop.  Raises KernelCheckError for a failed explicit backend."""
-    case = (backend, torch.device(device), spec, dtype, tuple(grads))
-    return judge(case, lambda: _describe(case), lambda: _check(engine, *case[1:]), explicit,
+    variant = getattr(engine, "variant", None)
+    case = (backend, torch.device(device), spec, dtype, tuple(grads), variant() if variant else None)
+    return judge(case, lambda: _describe(case), lambda: _check(engine, *case[1:5]), explicit,
                  "the neuron's step loop (compiled where available)")
 
 
@@ -82,34 +88,55 @@ def judge(case: tuple, describe: Callable[[], str], check: Callable[[], Optional
 
 
 def _describe(case: tuple) -> str:
-    backend, device, spec, dtype, (grad_alpha, grad_beta) = case
+    backend, device, spec, dtype, (grad_alpha, grad_beta), variant = case
     wanted = [name for name, on in (("α", grad_alpha), ("β", grad_beta)) if on]
     grads = f", gradients for x{''.join(', ' + w for w in wanted)}"
     return (f"the fused {backend} neuron kernel failed its self-check against the reference loop "
             f"({spec.reset} reset, decay {spec.decay}, threshold {spec.v_threshold}, "
-            f"{str(dtype).removeprefix('torch.')} on {device}{grads}):")
+            f"{str(dtype).removeprefix('torch.')} on {device}{grads}{', ' + variant if variant else ''}):")
 
 
 def _check(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
            grads: tuple[bool, bool]) -> Optional[str]:
-    """None when the engine matches the reference on the check input, else what differs."""
+    """None when the engine matches the reference on the check inputs, else what differs."""
+    steps = getattr(engine, "check_steps", None)
+    for T in steps() if steps else (CHECK_SHAPE[0],):
+        problem = _check_input(engine, device, spec, dtype, grads, (T, CHECK_SHAPE[1]))
+        if problem is not None:
+            return problem if T == CHECK_SHAPE[0] else f"at T = {T}: {problem}"
+    return None
+
+
+def _check_input(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype, grads: tuple[bool, bool],
+                 shape: tuple[int, int]) -> Optional[str]:
     gen = torch.Generator().manual_seed(0)
-    x = (torch.randn(CHECK_SHAPE, generator=gen) * 0.9 + 0.6).to(device, dtype)
-    grad = torch.randn(CHECK_SHAPE, generator=gen).to(device, dtype)
+    x = (torch.randn(shape, generator=gen) * 0.9 + 0.6).to(device, dtype)
+    grad = torch.randn(shape, generator=gen).to(device, dtype)
     adaptive = spec.reset == "adaptive"
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
-        def leaves():
+        def leaves(squashed: bool):  # x, α, and β (squashed) or its raw parameter b
             if not adaptive:
                 return x.clone().requires_grad_(), None, None
             alpha = torch.tensor(CHECK_ALPHA, device=device, requires_grad=grads[0])
-            beta = torch.tensor(math.tanh(CHECK_BETA_RAW), device=device, requires_grad=grads[1])
+            beta = torch.tensor(math.tanh(CHECK_BETA_RAW) if squashed else CHECK_BETA_RAW, device=device,
+                                requires_grad=grads[1])
             return x.clone().requires_grad_(), alpha, beta
 
-        ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, b)[0], leaves(), grad)
+        def reference(xs, a, b, squash=False):
+            return reference_multistep(xs.float(), spec, a, torch.tanh(b) if squash else b)[0]
+
+        ref = _spikes_and_grads(reference, leaves(True), grad)
         try:
             name = register(engine)
-            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, name), leaves(), grad)
-            return difference(got, ref, dtype, ("x", "α", "β"))
+            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, name), leaves(True), grad)
+            problem = difference(got, ref, dtype, ("x", "α", "β"))
+            if problem is not None or not adaptive:
+                return problem
+            # The eager call: raw b, the engine squashes (in the Triton kernels, a variant of their own).
+            ref = _spikes_and_grads(lambda xs, a, b: reference(xs, a, b, squash=True), leaves(False), grad)
+            got = _spikes_and_grads(lambda xs, a, b: eager_call(engine)(xs, a, b, spec, True), leaves(False), grad)
+            problem = difference(got, ref, dtype, ("x", "α", "b"))
+            return None if problem is None else f"in its eager call (β = tanh(b) inside), {problem}"
         except Exception as exc:  # a compile or launch error is a failed check, not a crash here
             return failure(exc)
 
