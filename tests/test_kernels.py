@@ -395,10 +395,15 @@ def register_replay(monkeypatch):
     return steps
 
 
+# Every reset, T and dtype: four cases by default that between them take each of the three, the rest `-m slow`.
+REPLAY_DEFAULT = {("adaptive", 8, torch.float32), ("adaptive", 3, torch.float16), ("hard", 8, torch.float16),
+                  ("soft", 1, torch.float32)}
+REPLAY_CASES = [pytest.param(reset, T, dtype, marks=() if (reset, T, dtype) in REPLAY_DEFAULT else pytest.mark.slow)
+                for reset in ("hard", "soft", "adaptive") for T in (1, 3, 8) for dtype in (torch.float32, torch.float16)]
+
+
 @pytest.mark.skipif(not TRITON_HERE, reason="needs triton")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("T", [1, 3, 8])
-@pytest.mark.parametrize("reset", ["hard", "soft", "adaptive"])
+@pytest.mark.parametrize("reset,T,dtype", REPLAY_CASES)
 def test_register_replay_backward_matches_reference(register_replay, reset, T, dtype):
     """x and the flags read once, the replay in registers: the reference's spikes and gradients (555 neurons:
     a ragged last block), through the eager call (β = tanh(b) inside) and with β given (custom operators)."""
