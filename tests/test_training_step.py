@@ -198,6 +198,7 @@ def test_bench_step_runs_today_and_the_new_step(capsys, monkeypatch):
                        "--device", "cpu", "--fused-optimizer", "--baseline", "--steps", "1", "--repeats", "1",
                        "--warmup", "1", "--profile", "1", "--override", *overrides]) == 0
     out = capsys.readouterr().out
+    compose([f"experiment={bench.parse_args([]).experiment}"])  # the default preset exists (it composes)
     assert "| before issue 27: foreach optimizer, looped BN, custom-op neurons" in out
     assert "| chosen: fused optimizer, batched BN, lean neurons" in out
     assert out.count("busy ms/step") == 2
