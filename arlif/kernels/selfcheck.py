@@ -7,11 +7,11 @@ neurons: two GPU blocks, the second ragged) and compares them with
 engine: the custom operators (what `torch.compile` traces; β given squashed) and the engine's
 eager call (`arlif.kernels.function.eager_call`, what an eager forward runs: the C++ engine's own
 autograd node or `EagerNeuron`, with β = tanh(b) computed inside as AR-LIF calls it, on steps laid
-out channels_last and given a contiguous gradient, so its layout handling runs too).
-A case is what selects a compiled kernel variant: backend, device,
-neuron spec (reset mode and constants), input dtype and which of α, β need gradients
-(without autograd, evaluation shares the verdict of the case with both).
-The verdict is cached, so later calls cost one dict lookup.
+out channels_last and given a contiguous gradient, so its layout handling runs too).  A case
+is what selects a compiled kernel variant: backend, device, neuron spec (reset mode and
+constants), input dtype and which of α, β need gradients (without autograd, evaluation shares
+the verdict of the case with both); it has one verdict for both ways.  The verdict is cached,
+so later calls cost one dict lookup.
 
 A mismatch, a compile error or a launch error makes the case fail.  With
 `backend="auto"` the failure is reported once as a RuntimeWarning and the process uses
@@ -23,7 +23,6 @@ print as one line.  `judge` is that policy; the compiled step loop
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Callable, Optional
 
