@@ -50,7 +50,8 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
     normalised over its own batch, and the running statistics get the T momentum updates of the loop
     in closed form, r ← (1-m)^T·r + Σ_t m(1-m)^(T-1-t)·stat_t (same numbers to fp32 rounding; same
     state dict).  An input whose steps are channels_last [T, B, C, H, W] takes the same one call on a
-    channels_last [B, T·C, H, W] copy and gets its output back channels_last per step (`_Relayout`).
+    channels_last [B, T·C, H, W] copy and gets its output back channels_last per step (`_Relayout`); on
+    a CPU that is no faster than the loop (docs/benchmarks.md), it saves T - 1 calls for a GPU.
     SyncBatchNorm and the cumulative average (momentum None) keep the loop.
     """
 
