@@ -606,6 +606,12 @@ MUTANTS = (
     Mutant("bn-batched-weights-not-per-step", "arlif/models/layers.py",
            "steps = x.transpose(0, 1).reshape(B, T * C, *x.shape[3:])", "steps = x.reshape(B, T * C, *x.shape[3:])",
            ("tests/test_training_step.py::test_batched_per_step_batch_norm_equals_the_loop",)),
+    Mutant("bn-channels-last-output-not-relaid", "arlif/models/layers.py",
+           "            y = _Relayout.apply(y, layout)\n", "            pass\n",
+           ("tests/test_training_step.py::test_batched_per_step_batch_norm_of_channels_last_steps_equals_the_loop",)),
+    Mutant("bn-channels-last-gradient-not-relaid", "arlif/models/layers.py",
+           "        if grad.stride() == ctx.strides:", "        if True:",
+           ("tests/test_training_step.py::test_batched_per_step_batch_norm_of_channels_last_steps_equals_the_loop",)),
     Mutant("resume-drops-fused-optimizer", "arlif/runner/optim.py",
            'group["fused"] = setting', 'group["fused"] = group.get("fused")',
            ("tests/test_training_step.py::test_resume_of_an_old_checkpoint_keeps_the_fused_optimizer",)),
@@ -623,7 +629,15 @@ MUTANTS = (
            ("tests/test_kernels.py::test_fake_strides_agree_with_the_real_operators",)),
     Mutant("eager-tanh-derivative-dropped", "arlif/kernels/triton_neuron.py",  # moved into the kernel (below)
            "part_beta = part_beta * (1.0 - beta * beta)", "part_beta = part_beta",
-           ("tests/test_kernels.py::test_layouts_kept_and_values_equal",)),
+           ("tests/test_kernels.py::test_layouts_kept_and_values_equal",
+            KERNELS + "::test_triton_squashes_beta_inside_its_kernels")),
+    Mutant("cpu-eager-tanh-derivative-dropped", "arlif/kernels/cpu_neuron.cpp",
+           "g_beta.item<float>() * (1.f - beta * beta)", "g_beta.item<float>()",
+           ("tests/test_kernel_safety.py::test_the_cpu_engines_eager_call_passes_the_self_check",)),
+    Mutant("selfcheck-skips-the-eager-call", "arlif/kernels/selfcheck.py",
+           'return ("", operators), ("in its eager call, ", eager)', 'return (("", operators),)',
+           ("tests/test_kernel_safety.py::test_a_broken_eager_call_fails_the_self_check",
+            "tests/test_kernel_safety.py::test_the_check_covers_the_eager_call_with_beta_squashed_inside")),
     Mutant("engine-chosen-every-call", "arlif/neurons/family.py",
            "        if case not in self._engines:\n", "        if True:\n",
            ("tests/test_kernels.py::test_engine_chosen_once_per_case",)),
@@ -647,9 +661,6 @@ MUTANTS = (
            ("tests/test_training_step.py::test_step_breakdown_of_real_steps",)),
     # Issue 27, the Triton kernels: β = tanh(b) and its derivative inside them; the opt-in register-replay
     # backward for T <= 8 (no scratch, its fallback past 8 steps) and the self-check covering what a process runs.
-    Mutant("triton-tanh-derivative-dropped", "arlif/kernels/triton_neuron.py",
-           "part_beta = part_beta * (1.0 - beta * beta)", "part_beta = part_beta",
-           (KERNELS + "::test_triton_squashes_beta_inside_its_kernels",)),
     Mutant("triton-squash-ignored", "arlif/kernels/triton_neuron.py",
            "beta = _tanh(beta, EXACT)", "beta = beta",
            (KERNELS + "::test_triton_squashes_beta_inside_its_kernels",)),
@@ -672,9 +683,6 @@ MUTANTS = (
     Mutant("self-check-skips-scratch-backward-when-registers-on", "arlif/kernels/triton_neuron.py",
            "return (4, REGISTER_MAX_T + 1) if REGISTER_REPLAY else (4,)", "return (4,)",
            (KERNELS + "::test_self_check_covers_the_backward_in_use",)),
-    Mutant("self-check-skips-the-eager-call", "arlif/kernels/selfcheck.py",
-           "            if problem is not None or not adaptive:\n", "            if True:\n",
-           ("tests/test_kernel_safety.py::test_the_check_covers_the_eager_call_with_beta_squashed_inside",)),
 )
 
 

@@ -77,8 +77,7 @@ def test_the_check_covers_the_eager_call_with_beta_squashed_inside(faulty_cpu):
     """An engine right through the custom operators (β given) but wrong where it computes β = tanh(b) itself,
     as the eager call asks it to, fails its check."""
     faulty_cpu("squashed_grad_beta")
-    with pytest.raises(KernelCheckError, match=r"in its eager call \(β = tanh\(b\) inside\), the gradient for b is "
-                                               r"off by 0.01 relative"):
+    with pytest.raises(KernelCheckError, match=r"in its eager call, the gradient for β is off by 0.01 relative"):
         build_neuron("arlif", backend="cpu")(torch.randn(4, 10))
 
 
@@ -92,6 +91,50 @@ def test_a_healthy_engine_passes_every_case_and_is_checked_once(monkeypatch):
                 build_neuron(name, backend="cpu")(torch.randn(3, 20, dtype=dtype)).sum()
     assert len(checked) == 8, checked  # once per (spec, dtype, α/β gradients)
     assert all(v is None for v in selfcheck._verdicts.values())
+
+
+@pytest.mark.parametrize("fault, problem", [("eager_beta", r"the gradient for β is off by 0.01 relative"),
+                                            ("eager_layout", r"\d+ of 4400 spikes differ")])
+def test_a_broken_eager_call_fails_the_self_check(faulty_cpu, fault, problem):
+    """An engine whose operators are right but whose eager call (what an eager AR-LIF forward runs) is wrong:
+    `auto` warns once and runs the step loop, an explicit `cpu` stops."""
+    engine = faulty_cpu(fault)
+    x = torch.randn(4, 8, 50) + 0.5
+    with pytest.warns(RuntimeWarning, match=r"fused cpu neuron kernel failed its self-check .*adaptive reset.*"
+                                            r"gradients for x, α, β\): in its eager call, " + problem +
+                                            r".*; this process uses the neuron's step loop"):
+        got = spikes_and_grad(build_neuron("arlif", backend="auto"), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second layer says nothing
+        again = spikes_and_grad(build_neuron("arlif", backend="auto"), x)
+    want = spikes_and_grad(build_neuron("arlif", backend="reference"), x)
+    for mine in (got, again):
+        assert all(torch.equal(a, b) for a, b in zip(mine, want)), "the fallback is not the reference loop"
+    assert engine.shapes == [selfcheck.CHECK_SHAPE], "the faulty engine ran on real data"
+    selfcheck.forget()
+    with pytest.raises(KernelCheckError, match=r"in its eager call, " + problem + r".*set neuron.backend=auto"):
+        build_neuron("arlif", backend="cpu")(x)
+
+
+@pytest.mark.parametrize("name", ["arlif", "lif_hard"])
+def test_the_cpu_engines_eager_call_passes_the_self_check(monkeypatch, name):
+    """The real C++ engine's own autograd node passes, and the check gave it what AR-LIF gives it: the raw b
+    with squash (its tanh and tanh's derivative inside C++), steps laid out channels_last, a contiguous
+    gradient; its spikes came back in the input's strides."""
+    calls = []
+    real = cpu_engine.eager
+
+    def spy(x, alpha, beta, spec, squash):
+        spikes = real(x, alpha, beta, spec, squash)
+        calls.append((x.stride(), x.shape, None if beta is None else beta.item(), squash, spikes.stride()))
+        return spikes
+    monkeypatch.setattr(cpu_engine, "eager", spy)
+    spec = build_neuron(name).spec
+    adaptive = spec.reset == "adaptive"
+    assert selfcheck._check(cpu_engine, torch.device("cpu"), spec, torch.float32, (adaptive, adaptive)) is None
+    (strides, shape, beta, squash, out_strides), = calls
+    assert shape == (4, 1, *selfcheck.CHECK_MAP) and strides == (1100, 1100, 1, 110, 11) == out_strides
+    assert squash == adaptive and (beta is None if not adaptive else beta == pytest.approx(selfcheck.CHECK_BETA_RAW))
 
 
 def test_explicit_backend_error_ends_train_py_with_one_line(tmp_path):

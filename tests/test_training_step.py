@@ -61,6 +61,43 @@ def test_batched_per_step_batch_norm_equals_the_loop(momentum):
     torch.testing.assert_close(batched(x), looped(x))
 
 
+def test_batched_per_step_batch_norm_of_channels_last_steps_equals_the_loop(monkeypatch):
+    """Steps laid out channels_last [T, B, C, H, W] take one batch-norm call too: the loop's outputs, gradients
+    for the input, weight and bias and running statistics after two training calls (to fp32 rounding), the
+    output and the input's gradient channels_last per step as the input, the same state dict."""
+    import arlif.models.layers as layers
+
+    batched, looped = bn_pair(momentum=0.1)
+    calls = []
+    real = layers.F.batch_norm
+    monkeypatch.setattr(layers.F, "batch_norm", lambda x, *a, **k: calls.append(x.shape) or real(x, *a, **k))
+    T, B, C, H, W = 4, 3, 6, 5, 7
+    for step in range(2):
+        x = (torch.randn(T * B, C, H, W) * 2 + step).contiguous(memory_format=torch.channels_last).unflatten(0, (T, B))
+        assert x[0].is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        xb, xl = x.clone().requires_grad_(), x.clone().requires_grad_()
+        arriving = []  # the strides of the gradient the layer hands its input's producer (a leaf's .grad is
+        inb = xb.clone()  # made to match the leaf's layout by autograd whatever arrives)
+        inb.register_hook(lambda g: arriving.append(g.stride()))
+        calls.clear()
+        yb = batched(inb)
+        assert calls == [(B, T * C, H, W)], "not one batched call"
+        yl = looped(xl)
+        assert yb.stride() == x.stride() == yl.stride(), "the output is not channels_last per step"
+        torch.testing.assert_close(yb, yl, rtol=1e-5, atol=1e-6)
+        grad = torch.randn_like(yb)
+        yb.backward(grad)
+        yl.backward(grad)
+        assert arriving == [x.stride()], "the input's gradient is not in the input's layout"
+        torch.testing.assert_close(xb.grad, xl.grad, rtol=1e-5, atol=1e-6)
+        for name in ("weight", "bias"):
+            torch.testing.assert_close(getattr(batched, name).grad, getattr(looped, name).grad, rtol=1e-5, atol=1e-5)
+    assert batched.state_dict().keys() == looped.state_dict().keys()
+    for (name, b), (_, l) in zip(batched.state_dict().items(), looped.state_dict().items()):
+        torch.testing.assert_close(b, l, rtol=1e-6, atol=1e-6, msg=name)
+    assert int(batched.num_batches_tracked) == 8
+
+
 def test_batched_batch_norm_without_running_statistics():
     batched, looped = bn_pair(track_running_stats=False)
     x = torch.randn(2, 3, 6, 4, 4)
@@ -161,6 +198,7 @@ def test_bench_step_runs_today_and_the_new_step(capsys, monkeypatch):
                        "--device", "cpu", "--fused-optimizer", "--baseline", "--steps", "1", "--repeats", "1",
                        "--warmup", "1", "--profile", "1", "--override", *overrides]) == 0
     out = capsys.readouterr().out
+    compose([f"experiment={bench.parse_args([]).experiment}"])  # the default preset exists (it composes)
     assert "| before issue 27: foreach optimizer, looped BN, custom-op neurons" in out
     assert "| chosen: fused optimizer, batched BN, lean neurons" in out
     assert out.count("busy ms/step") == 2

@@ -1,17 +1,20 @@
 """A fused backend proves itself against the reference loop before a process trusts it.
 
 The first time a fused engine runs a *case* in this process, it computes spikes and the
-gradients for x, α and β on a small fixed random input (T = 4, 1,100 neurons: two GPU
-blocks, the second ragged) and compares them with `arlif.neurons.reference_multistep`
-on the same device: through the custom operators (β given, the path `torch.compile` traces)
-and, for AR-LIF, through the engine's eager call with the raw parameter b (β = tanh(b) and
-dL/db computed by the engine, the path eager training takes).  A case is what selects a
-compiled kernel variant: backend, device, neuron spec (reset mode and constants), input
-dtype, which of α, β need gradients (without autograd, evaluation shares the verdict of
-the case with both) and the engine's `variant()` where it has one (the Triton engine's
-opt-in register-replay backward); an engine's `check_steps()` gives the T of the check
-inputs (the Triton engine with the register replay on: 4, and 9 for its scratch backward).
-The verdict is cached, so later calls cost one dict lookup.
+gradients for x, α and the raw b of β = tanh(b) on a small fixed random input (T = 4, 1,100
+neurons: two GPU blocks, the second ragged) and compares them with
+`arlif.neurons.reference_multistep` on the same device, through both ways a network calls the
+engine: the custom operators (what `torch.compile` traces; β given squashed) and the engine's
+eager call (`arlif.kernels.function.eager_call`, what an eager forward runs: the C++ engine's own
+autograd node or `EagerNeuron`, with β = tanh(b) computed inside as AR-LIF calls it, on steps laid
+out channels_last and given a contiguous gradient, so its layout handling runs too).  A case
+is what selects a compiled kernel variant: backend, device, neuron spec (reset mode and
+constants), input dtype and which of α, β need gradients (without autograd, evaluation shares
+the verdict of the case with both) and the engine's `variant()` where it has one (the Triton
+engine's opt-in register-replay backward); it has one verdict for both ways.  An engine's
+`check_steps()` gives the T of the check inputs where it has one (the Triton engine with the
+register replay on: 4, and 9 for its scratch backward).  The verdict is cached, so later calls
+cost one dict lookup.
 
 A mismatch, a compile error or a launch error makes the case fail.  With
 `backend="auto"` the failure is reported once as a RuntimeWarning and the process uses
@@ -23,7 +26,6 @@ print as one line.  `judge` is that policy; the compiled step loop
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Callable, Optional
 
@@ -35,6 +37,7 @@ from arlif.kernels.function import eager_call, fused_multistep, register
 from arlif.spikes.dynamics import NeuronSpec, reference_multistep
 
 CHECK_SHAPE = (4, 1100)
+CHECK_MAP = (11, 10, 10)  # C, H, W of the eager call's channels_last view of the check's 1,100 neurons per step
 CHECK_ALPHA, CHECK_BETA_RAW = 1.3, 0.3  # off α's and β's initial values, so every term counts
 SPIKE_TOLERANCE = 0  # spikes must be identical
 FP32_TOLERANCE = 1e-4  # relative; the fused kernels agree to about 1e-7 (docs/kernels.md)
@@ -98,7 +101,8 @@ def _describe(case: tuple) -> str:
 
 def _check(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
            grads: tuple[bool, bool]) -> Optional[str]:
-    """None when the engine matches the reference on the check inputs, else what differs."""
+    """None when the engine matches the reference on the check inputs (T = 4, or the engine's
+    `check_steps()`) through each of its ways (`_ways`), else what differs (the first difference)."""
     steps = getattr(engine, "check_steps", None)
     for T in steps() if steps else (CHECK_SHAPE[0],):
         problem = _check_input(engine, device, spec, dtype, grads, (T, CHECK_SHAPE[1]))
@@ -114,31 +118,47 @@ def _check_input(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dt
     grad = torch.randn(shape, generator=gen).to(device, dtype)
     adaptive = spec.reset == "adaptive"
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
-        def leaves(squashed: bool):  # x, α, and β (squashed) or its raw parameter b
+        def leaves():  # x, α and the raw b (β = tanh(b)); the gradients are taken for these
             if not adaptive:
                 return x.clone().requires_grad_(), None, None
             alpha = torch.tensor(CHECK_ALPHA, device=device, requires_grad=grads[0])
-            beta = torch.tensor(math.tanh(CHECK_BETA_RAW) if squashed else CHECK_BETA_RAW, device=device,
-                                requires_grad=grads[1])
-            return x.clone().requires_grad_(), alpha, beta
+            beta_raw = torch.tensor(CHECK_BETA_RAW, device=device, requires_grad=grads[1])
+            return x.clone().requires_grad_(), alpha, beta_raw
 
-        def reference(xs, a, b, squash=False):
-            return reference_multistep(xs.float(), spec, a, torch.tanh(b) if squash else b)[0]
-
-        ref = _spikes_and_grads(reference, leaves(True), grad)
-        try:
-            name = register(engine)
-            got = _spikes_and_grads(lambda xs, a, b: fused_multistep(xs, spec, a, b, name), leaves(True), grad)
+        ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, _squash(b))[0], leaves(),
+                                grad)
+        for prefix, run in _ways(engine, spec):
+            try:
+                got = _spikes_and_grads(run, leaves(), grad)
+            except Exception as exc:  # a compile or launch error is a failed check, not a crash here
+                return prefix + failure(exc)
             problem = difference(got, ref, dtype, ("x", "α", "β"))
-            if problem is not None or not adaptive:
-                return problem
-            # The eager call: raw b, the engine squashes (in the Triton kernels, a variant of their own).
-            ref = _spikes_and_grads(lambda xs, a, b: reference(xs, a, b, squash=True), leaves(False), grad)
-            got = _spikes_and_grads(lambda xs, a, b: eager_call(engine)(xs, a, b, spec, True), leaves(False), grad)
-            problem = difference(got, ref, dtype, ("x", "α", "b"))
-            return None if problem is None else f"in its eager call (β = tanh(b) inside), {problem}"
-        except Exception as exc:  # a compile or launch error is a failed check, not a crash here
-            return failure(exc)
+            if problem is not None:
+                return prefix + problem
+    return None
+
+
+def _ways(engine, spec: NeuronSpec):
+    """(prefix of a problem's description, run(x, α, b) -> spikes) for each way a network calls `engine`:
+    the custom operators, with β = tanh(b) squashed outside as `arlif.kernels.multistep` gets it, and the
+    eager call as `FamilyNeuron.fused` makes it (squash for the adaptive reset: AR-LIF passes its raw b)."""
+    def operators(xs, a, b):
+        return fused_multistep(xs, spec, a, _squash(b), register(engine))
+
+    def eager(xs, a, b):
+        # The check's 1,100 neurons per step as [T, 1, 11, 10, 10], each step channels_last (a copy; its
+        # backward returns x's gradient in x's order); `.contiguous()` hands the call a contiguous gradient,
+        # not in its input's strides, so the call's own re-layout of the gradient runs as well.
+        T = xs.shape[0]
+        steps = xs.view(T, 1, *CHECK_MAP).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        spikes = eager_call(engine)(steps, a, b, spec, spec.reset == "adaptive")
+        return spikes.contiguous().view(T, -1)
+
+    return ("", operators), ("in its eager call, ", eager)
+
+
+def _squash(beta_raw: Optional[Tensor]) -> Optional[Tensor]:
+    return None if beta_raw is None else torch.tanh(beta_raw)
 
 
 def failure(exc: Exception) -> str:
@@ -164,7 +184,7 @@ def difference(got: tuple, ref: tuple, dtype: torch.dtype, names: tuple[str, ...
 
 
 def _spikes_and_grads(run: Callable, leaves: tuple, grad: Tensor) -> tuple:
-    """Spikes and the gradients of <spikes, grad> for x, α and β (None where not wanted)."""
+    """Spikes and the gradients of <spikes, grad> for the leaves x, α and b (None where not wanted)."""
     spikes = run(*leaves)
     spikes.backward(grad.to(spikes.dtype))
     return (spikes.detach(), *(None if t is None or not t.requires_grad

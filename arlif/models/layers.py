@@ -49,8 +49,10 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
     False for the loop over steps): x [T, B, C, ...] is laid out as [B, T·C, ...], each (step, channel)
     normalised over its own batch, and the running statistics get the T momentum updates of the loop
     in closed form, r ← (1-m)^T·r + Σ_t m(1-m)^(T-1-t)·stat_t (same numbers to fp32 rounding; same
-    state dict).  SyncBatchNorm, the cumulative average (momentum None) and channels_last inputs
-    keep the loop (whose stack keeps a channels_last input's layout: no copies).
+    state dict).  An input whose steps are channels_last [T, B, C, H, W] takes the same one call on a
+    channels_last [B, T·C, H, W] copy and gets its output back channels_last per step (`_Relayout`); on
+    a CPU that is no faster than the loop (docs/benchmarks.md), it saves T - 1 calls for a GPU.
+    SyncBatchNorm and the cumulative average (momentum None) keep the loop.
     """
 
     batched = True
@@ -71,9 +73,7 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bn_mode == "per_step" and self.training:
-            channels_last = x.dim() == 5 and x.stride(2) == 1 and x.shape[2] > 1
-            if self.batched and not channels_last and self.momentum is not None \
-                    and not isinstance(self, nn.SyncBatchNorm):
+            if self.batched and self.momentum is not None and not isinstance(self, nn.SyncBatchNorm):
                 return self._per_step_batched(x)
             return torch.stack([super(SeqBatchNorm2d, self).forward(xt) for xt in x])
         if self.bn_mode == "tebn" and x.shape[0] != self.T:
@@ -90,6 +90,17 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
     def _per_step_batched(self, x: Tensor) -> Tensor:
         """Per-step training batch norm of x [T, B, C, ...] in one call (see the class doc)."""
         T, B, C = x.shape[:3]
+        channels_last = x.dim() == 5 and x.stride(2) == 1 and C > 1 and (T == 1 or x.stride(0) == x[0].numel()) \
+            and x[0].is_contiguous(memory_format=torch.channels_last)  # steps outermost, each channels_last
+        layout = x.stride()
+        if channels_last:
+            # No view of x's memory (T, B, H, W, C) has the channel (t, c) as one dim, so the call gets a
+            # copy in memory order (B, H, W, T, C), which is [B, T·C, H, W] channels_last; its output is
+            # copied back into x's layout.  Two copies forward, two of the gradient backward (`_Relayout`:
+            # each gradient in its input's layout, so the neuron after and the convolution before get theirs
+            # in their own); the loop has one each way (the stack, the unbind's backward) and T calls.
+            H, W = x.shape[3:]
+            x = _Relayout.apply(x, (C, H * W * T * C, 1, W * T * C, T * C))
         steps = x.transpose(0, 1).reshape(B, T * C, *x.shape[3:])  # channel t·C + c: step t, channel c
         track = self.running_mean is not None
         stats = [torch.zeros(T * C, dtype=self.running_mean.dtype, device=x.device) for _ in range(2)] if track \
@@ -106,11 +117,30 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
                 for running, stat in zip((self.running_mean, self.running_var), stats):
                     running.addmv_(stat.view(T, C).t(), decay, beta=(1 - m) ** T)
                 self.num_batches_tracked.add_(T)
-        return y.view(B, T, *x.shape[2:]).transpose(0, 1)
+        y = y.view(B, T, *x.shape[2:]).transpose(0, 1)  # a view for either layout of `steps`
+        if channels_last:  # back into x's layout: channels_last per step, steps outermost (memory T, B, H, W, C)
+            y = _Relayout.apply(y, layout)
+        return y
 
     def extra_repr(self) -> str:
         extra = {"tdbn": f", alpha={self.alpha:g}, v_threshold={self.v_threshold:g}", "tebn": f", T={self.T}"}
         return f"{super().extra_repr()}, bn_mode={self.bn_mode}{extra.get(self.bn_mode, '')}"
+
+
+class _Relayout(torch.autograd.Function):
+    """apply(x, strides): a copy of x with `strides` (one copy); backward: the gradient copied into x's strides
+    (one copy), so each side of the copy gets its gradient in its own layout."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, strides: tuple[int, ...]) -> Tensor:
+        ctx.strides = x.stride()
+        return x.new_empty_strided(x.shape, strides).copy_(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if grad.stride() == ctx.strides:
+            return grad, None
+        return grad.new_empty_strided(grad.shape, ctx.strides).copy_(grad), None
 
 
 def _decays(T: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
