@@ -3,6 +3,7 @@ engines injected on CPU and through Triton's interpreter), one build of the CPU 
 every checkout and for every torch installation (real virtual environments), and the first-use
 log lines of that build."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from arlif.neurons import NeuronSpec, build_neuron
 from kernel_faults import Faulty
 
 pytestmark = pytest.mark.usefixtures("fresh_verdicts")  # tests/conftest.py
+CHECKED = str(math.prod(selfcheck.check_shape()))  # neuron-steps of the self-check's input
 
 REPO = Path(__file__).resolve().parents[1]
 TRITON = arlif.kernels.triton_installed() and not torch.cuda.is_available()  # interpreter tests
@@ -52,7 +54,7 @@ def test_auto_falls_back_to_the_reference_with_one_warning(faulty_cpu):
     x = torch.randn(4, 8, 50) + 0.5
     neuron = build_neuron("arlif", backend="auto")
     with pytest.warns(RuntimeWarning, match=r"fused cpu neuron kernel failed its self-check .*adaptive reset.*"
-                                            r"float32 on cpu.*: 1 of 4400 spikes differ; this process uses the "
+                                            r"float32 on cpu.*: 1 of " + CHECKED + r" spikes differ; this process uses the "
                                             r"neuron's step loop"):
         got = spikes_and_grad(neuron, x)
     with warnings.catch_warnings():
@@ -61,7 +63,7 @@ def test_auto_falls_back_to_the_reference_with_one_warning(faulty_cpu):
     want = spikes_and_grad(build_neuron("arlif", backend="reference"), x)
     for mine in (got, again):
         assert all(torch.equal(a, b) for a, b in zip(mine, want)), "the fallback is not the reference loop"
-    assert engine.shapes == [selfcheck.CHECK_SHAPE], "the faulty engine ran on real data"
+    assert engine.shapes == [selfcheck.check_shape()], "the faulty engine ran on real data"
 
 
 @pytest.mark.parametrize("fault, problem", [("grad_x", r"the gradient for x is off by 0.01 relative"),
@@ -94,7 +96,7 @@ def test_a_healthy_engine_passes_every_case_and_is_checked_once(monkeypatch):
 
 
 @pytest.mark.parametrize("fault, problem", [("eager_beta", r"the gradient for β is off by 0.01 relative"),
-                                            ("eager_layout", r"\d+ of 4400 spikes differ")])
+                                            ("eager_layout", r"\d+ of " + CHECKED + " spikes differ")])
 def test_a_broken_eager_call_fails_the_self_check(faulty_cpu, fault, problem):
     """An engine whose operators are right but whose eager call (what an eager AR-LIF forward runs) is wrong:
     `auto` warns once and runs the step loop, an explicit `cpu` stops."""
@@ -110,7 +112,7 @@ def test_a_broken_eager_call_fails_the_self_check(faulty_cpu, fault, problem):
     want = spikes_and_grad(build_neuron("arlif", backend="reference"), x)
     for mine in (got, again):
         assert all(torch.equal(a, b) for a, b in zip(mine, want)), "the fallback is not the reference loop"
-    assert engine.shapes == [selfcheck.CHECK_SHAPE], "the faulty engine ran on real data"
+    assert engine.shapes == [selfcheck.check_shape()], "the faulty engine ran on real data"
     selfcheck.forget()
     with pytest.raises(KernelCheckError, match=r"in its eager call, " + problem + r".*set neuron.backend=auto"):
         build_neuron("arlif", backend="cpu")(x)
@@ -133,7 +135,8 @@ def test_the_cpu_engines_eager_call_passes_the_self_check(monkeypatch, name):
     adaptive = spec.reset == "adaptive"
     assert selfcheck._check(cpu_engine, torch.device("cpu"), spec, torch.float32, (adaptive, adaptive)) is None
     (strides, shape, beta, squash, out_strides), = calls
-    assert shape == (4, 1, *selfcheck.CHECK_MAP) and strides == (1100, 1100, 1, 110, 11) == out_strides
+    C, H, W = selfcheck.check_map()
+    assert shape == (4, 1, C, H, W) and strides == (C * H * W, C * H * W, 1, W * C, C) == out_strides
     assert squash == adaptive and (beta is None if not adaptive else beta == pytest.approx(selfcheck.CHECK_BETA_RAW))
 
 
@@ -298,3 +301,13 @@ def test_first_build_is_announced_and_shared(tmp_path):
     changed, err = proc.communicate(timeout=600)
     assert proc.returncode == 0 and "building" in err, err
     assert changed != out
+
+
+def test_the_check_input_spans_two_blocks_the_second_ragged():
+    """On a GPU and under Triton's interpreter alike, the check's neurons fill one block of the Triton launch
+    and part of a second, and end inside a SIMD vector of the C++ kernel (8 or 16 floats)."""
+    from arlif.kernels import triton_neuron
+
+    for neurons, block in ((math.prod(selfcheck.GPU_MAP), triton_neuron.GPU_OPTIONS["BLOCK"]),
+                           (math.prod(selfcheck.INTERPRETER_MAP), triton_neuron.INTERPRETER_OPTIONS["BLOCK"])):
+        assert block < neurons < 2 * block and neurons % 8 != 0, (neurons, block)

@@ -2,7 +2,8 @@
 
 The first time a fused engine runs a *case* in this process, it computes spikes and the
 gradients for x, α and the raw b of β = tanh(b) on a small fixed random input (T = 4, 1,100
-neurons: two GPU blocks, the second ragged) and compares them with
+neurons: two GPU blocks, the second ragged; 150 under Triton's CPU interpreter, two of its
+blocks) and compares them with
 `arlif.neurons.reference_multistep` on the same device, through both ways a network calls the
 engine: the custom operators (what `torch.compile` traces; β given squashed) and the engine's
 eager call (`arlif.kernels.function.eager_call`, what an eager forward runs: the C++ engine's own
@@ -26,6 +27,7 @@ print as one line.  `judge` is that policy; the compiled step loop
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable, Optional
 
@@ -33,11 +35,26 @@ import torch
 from torch import Tensor
 
 from arlif.errors import ConfigError
+from arlif.kernels.availability import triton_interpreting
 from arlif.kernels.function import eager_call, fused_multistep, register
 from arlif.spikes.dynamics import NeuronSpec, reference_multistep
 
-CHECK_SHAPE = (4, 1100)
-CHECK_MAP = (11, 10, 10)  # C, H, W of the eager call's channels_last view of the check's 1,100 neurons per step
+CHECK_STEPS = 4
+# The check's neurons per step as C, H, W (the eager call sees them channels_last): 1,100, two GPU blocks
+# of 1,024, the second ragged; under Triton's CPU interpreter (tests), whose blocks are 128, 150: two of
+# its blocks, the second ragged.  Neither is a multiple of a SIMD vector: the C++ kernel's last is ragged.
+GPU_MAP, INTERPRETER_MAP = (11, 10, 10), (6, 5, 5)
+
+
+def check_map() -> tuple[int, int, int]:
+    return INTERPRETER_MAP if triton_interpreting() else GPU_MAP
+
+
+def check_shape() -> tuple[int, int]:
+    """[T, N] of the check input (T = 4 unless the engine's `check_steps()` says otherwise)."""
+    return CHECK_STEPS, math.prod(check_map())
+
+
 CHECK_ALPHA, CHECK_BETA_RAW = 1.3, 0.3  # off α's and β's initial values, so every term counts
 SPIKE_TOLERANCE = 0  # spikes must be identical
 FP32_TOLERANCE = 1e-4  # relative; the fused kernels agree to about 1e-7 (docs/kernels.md)
@@ -104,10 +121,10 @@ def _check(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dtype,
     """None when the engine matches the reference on the check inputs (T = 4, or the engine's
     `check_steps()`) through each of its ways (`_ways`), else what differs (the first difference)."""
     steps = getattr(engine, "check_steps", None)
-    for T in steps() if steps else (CHECK_SHAPE[0],):
-        problem = _check_input(engine, device, spec, dtype, grads, (T, CHECK_SHAPE[1]))
+    for T in steps() if steps else (CHECK_STEPS,):
+        problem = _check_input(engine, device, spec, dtype, grads, (T, check_shape()[1]))
         if problem is not None:
-            return problem if T == CHECK_SHAPE[0] else f"at T = {T}: {problem}"
+            return problem if T == CHECK_STEPS else f"at T = {T}: {problem}"
     return None
 
 
@@ -146,11 +163,11 @@ def _ways(engine, spec: NeuronSpec):
         return fused_multistep(xs, spec, a, _squash(b), register(engine))
 
     def eager(xs, a, b):
-        # The check's 1,100 neurons per step as [T, 1, 11, 10, 10], each step channels_last (a copy; its
+        # The check's neurons per step as [T, 1, C, H, W], each step channels_last (a copy; its
         # backward returns x's gradient in x's order); `.contiguous()` hands the call a contiguous gradient,
         # not in its input's strides, so the call's own re-layout of the gradient runs as well.
         T = xs.shape[0]
-        steps = xs.view(T, 1, *CHECK_MAP).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        steps = xs.view(T, 1, *check_map()).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
         spikes = eager_call(engine)(steps, a, b, spec, spec.reset == "adaptive")
         return spikes.contiguous().view(T, -1)
 
