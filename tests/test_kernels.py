@@ -279,6 +279,38 @@ def test_layouts_kept_and_values_equal(backend, path):
             torch.testing.assert_close(got[2][pname], ref[2][pname], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # torch's make_dual, first use
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("name", ["arlif", "lif_soft"])
+def test_the_eager_call_keeps_autograds_rules(backend, name):
+    """The eager fast path's autograd node (the C++ engine's own node) behaves as any PyTorch operator:
+    a second backward needs retain_graph and then repeats the gradients, a saved input changed in place
+    refuses the backward, forward-mode AD is refused with a message, and without grad mode no node is made."""
+    import torch.autograd.forward_ad as fwAD
+
+    device = DEVICE[backend]
+    neuron = make(name, backend, device)
+    x, grad = (t.to(device) for t in inputs((4, 2, 3, 5), seed=21))
+    x.requires_grad_()
+    spikes = neuron(x)
+    spikes.backward(grad, retain_graph=True)
+    first, x.grad = x.grad.clone(), None
+    spikes.backward(grad)
+    assert torch.equal(x.grad, first) and first.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="second time"):
+        spikes.backward(grad)
+    if name == "arlif":  # the soft reset's backward needs no x, so keeps none
+        layer_input = x * 1
+        spikes = neuron(layer_input)
+        layer_input.add_(1)
+        with pytest.raises(RuntimeError, match="modified (by an )?inplace"):
+            spikes.backward(grad)
+    with torch.no_grad():
+        assert neuron(x).grad_fn is None
+    with fwAD.dual_level(), pytest.raises(RuntimeError, match="forward.mode"):
+        neuron(fwAD.make_dual(x.detach(), torch.ones_like(x)))
+
+
 def test_fake_strides_agree_with_the_real_operators():
     """The custom operators' shape functions promise the strides the real operators return."""
     from torch._subclasses.fake_tensor import FakeTensorMode

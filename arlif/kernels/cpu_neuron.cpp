@@ -19,6 +19,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/SequenceNumber.h>
 #include <ATen/record_function.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -196,15 +197,16 @@ inline void forward_step(const Vec& i, const Vec& tanh_i, const StepConsts& c, V
   }
 }
 
-// Rerun the vector at neuron j from t = 0 with tanh from at::tanh (the reference's).
+// Rerun the vector at neuron j from t = 0 with tanh from at::tanh (the reference's).  The
+// tensors here need no gradient, so at::tanh_out also runs on worker threads, which do not
+// inherit the caller's no-grad mode.
 template <int64_t RESET>
-void forward_exact_vector(const at::Tensor& x, float* spikes, uint8_t* flags, int64_t j,
-                          int64_t n1, const StepConsts& c) {
-  const int64_t T = x.size(0), N = x.size(1), cnt = lanes(j, n1);
-  at::Tensor tanh_x = at::zeros({T, L}, x.options());
+void forward_exact_vector(const float* xp, float* spikes, uint8_t* flags, int64_t T, int64_t N,
+                          int64_t j, int64_t n1, const StepConsts& c) {
+  const int64_t cnt = lanes(j, n1);
+  at::Tensor tanh_x = at::zeros({T, L}, at::kFloat);
   at::Tensor valid = tanh_x.narrow(1, 0, cnt);
-  at::tanh_out(valid, x.narrow(1, j, cnt));
-  const float* xp = x.data_ptr<float>();
+  at::tanh_out(valid, at::from_blob(const_cast<float*>(xp + j), {T, cnt}, {N, 1}, at::kFloat));
   const float* tp = tanh_x.data_ptr<float>();
   Vec u(0.f), r(0.f), du(0.f), doubt(0.f), s, win;
   for (int64_t t = 0; t < T; ++t) {
@@ -219,10 +221,9 @@ void forward_exact_vector(const at::Tensor& x, float* spikes, uint8_t* flags, in
 // Forward of the block [n0, n1), row by row; state holds u, r, du, doubt for its neurons.
 // Returns how many vectors were rerun exactly.
 template <int64_t RESET, Tanh TANH>
-int64_t forward_block(const at::Tensor& x, float* spikes, uint8_t* flags, int64_t n0,
-                      int64_t n1, const StepConsts& c, float* state) {
-  const int64_t T = x.size(0), N = x.size(1), B = padded(n1 - n0);
-  const float* xp = x.data_ptr<float>();
+int64_t forward_block(const float* xp, float* spikes, uint8_t* flags, int64_t T, int64_t N,
+                      int64_t n0, int64_t n1, const StepConsts& c, float* state) {
+  const int64_t B = padded(n1 - n0);
   float *su = state, *sr = state + B, *sdu = state + 2 * B, *sdoubt = state + 3 * B;
   std::fill(state, state + 4 * B, 0.f);
   constexpr bool has_r = RESET == ADAPTIVE, certify = TANH == Tanh::FAST;
@@ -252,7 +253,7 @@ int64_t forward_block(const at::Tensor& x, float* spikes, uint8_t* flags, int64_
       const int64_t cnt = lanes(j, n1);
       const int valid = (1 << cnt) - 1;
       if ((Vec::loadu(sdoubt + j - n0).zero_mask() & valid) != valid) {
-        forward_exact_vector<RESET>(x, spikes, flags, j, n1, c);
+        forward_exact_vector<RESET>(xp, spikes, flags, T, N, j, n1, c);
         ++reruns;
       }
     }
@@ -260,19 +261,17 @@ int64_t forward_block(const at::Tensor& x, float* spikes, uint8_t* flags, int64_
   return reruns;
 }
 
+// Forward over rows [T, N] (row t at x + t·N); returns how many vectors were rerun exactly.
 template <int64_t RESET, Tanh TANH>
-int64_t forward_impl(const at::Tensor& x_in, at::Tensor& spikes, at::Tensor& flags, const Params& p) {
-  // Worker threads do not inherit the caller's no-grad mode: give at::tanh_out a tensor
-  // that does not require grad.
-  const at::Tensor x = x_in.detach();
-  const int64_t T = x.size(0), N = x.size(1), B = block_size(T, N), nblocks = (N + B - 1) / B;
+int64_t forward_impl(const float* x, float* spikes, uint8_t* flags, int64_t T, int64_t N, const Params& p) {
+  const int64_t B = block_size(T, N), nblocks = (N + B - 1) / B;
   const StepConsts c(p);
   std::vector<int64_t> reruns(nblocks, 0);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> state(4 * B);
     for (int64_t b = b0; b < b1; ++b) {
-      reruns[b] = forward_block<RESET, TANH>(x, spikes.data_ptr<float>(), flags.data_ptr<uint8_t>(),
-                                             b * B, std::min(N, (b + 1) * B), c, state.data());
+      reruns[b] = forward_block<RESET, TANH>(x, spikes, flags, T, N, b * B, std::min(N, (b + 1) * B), c,
+                                             state.data());
     }
   });
   int64_t total = 0;
@@ -379,17 +378,17 @@ void backward_block(const float* x, const uint8_t* flags, const float* grad_s, f
 }
 
 template <int64_t RESET, bool THRESH, bool GRAD_ALPHA, bool GRAD_BETA>
-void backward_impl(const float* x, const at::Tensor& flags, const at::Tensor& grad_s,
-                   at::Tensor& grad_x, const Params& p, double& galpha, double& gbeta) {
-  const int64_t T = flags.size(0), N = flags.size(1), B = block_size(T, N);
+void backward_impl(const float* x, const uint8_t* flags, const float* grad_s, float* grad_x, int64_t T,
+                   int64_t N, const Params& p, double& galpha, double& gbeta) {
+  const int64_t B = block_size(T, N);
   const int64_t nblocks = (N + B - 1) / B;
   std::vector<double> part_alpha(nblocks, 0.0), part_beta(nblocks, 0.0);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> scratch(scratch_per_neuron(T) * B);
     for (int64_t b = b0; b < b1; ++b) {
-      backward_block<RESET, THRESH, GRAD_ALPHA, GRAD_BETA>(
-          x, flags.data_ptr<uint8_t>(), grad_s.data_ptr<float>(), grad_x.data_ptr<float>(), T, N,
-          b * B, std::min(N, (b + 1) * B), p, scratch.data(), part_alpha[b], part_beta[b]);
+      backward_block<RESET, THRESH, GRAD_ALPHA, GRAD_BETA>(x, flags, grad_s, grad_x, T, N, b * B,
+                                                           std::min(N, (b + 1) * B), p, scratch.data(),
+                                                           part_alpha[b], part_beta[b]);
     }
   });
   galpha = 0.0;
@@ -406,10 +405,11 @@ Params make_params(double decay, double v_threshold, double width, double alpha,
                 static_cast<float>(alpha), static_cast<float>(beta)};
 }
 
-// A fresh output tensor whose untouched pages the kernel may back with 2 MiB pages: the
-// first-touch page faults of a 4 KiB-paged output otherwise cost as much as the kernel.
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor out = at::empty(sizes, options);
+// A fresh output tensor (sizes and strides of a dense layout) whose untouched pages the kernel
+// may back with 2 MiB pages: the first-touch page faults of a 4 KiB-paged output otherwise
+// cost as much as the kernel.
+at::Tensor empty_output(at::IntArrayRef sizes, at::IntArrayRef strides, const at::TensorOptions& options) {
+  at::Tensor out = at::empty_strided(sizes, strides, options);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t huge = uintptr_t{1} << 21;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
@@ -418,6 +418,39 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 #endif
   return out;
+}
+
+// Forward over rows [T, N]: the kernel instance for the reset and β.
+int64_t forward_rows(const float* x, float* spikes, uint8_t* flags, int64_t T, int64_t N, int64_t reset,
+                     const Params& p) {
+  if (reset == HARD) return forward_impl<HARD, Tanh::NONE>(x, spikes, flags, T, N, p);
+  if (reset == SOFT) return forward_impl<SOFT, Tanh::NONE>(x, spikes, flags, T, N, p);
+  if (p.beta != 0.f) return forward_impl<ADAPTIVE, Tanh::FAST>(x, spikes, flags, T, N, p);
+  return forward_impl<ADAPTIVE, Tanh::NONE>(x, spikes, flags, T, N, p);
+}
+
+// Backward over rows [T, N] (x unused, may be null, for the soft reset): grad_x and the
+// sums dL/dα, dL/dβ (zero when not requested).
+void backward_rows(const float* x, const uint8_t* flags, const float* grad_s, float* grad_x, int64_t T,
+                   int64_t N, int64_t reset, const Params& p, bool grad_alpha, bool grad_beta, double& ga,
+                   double& gb) {
+  ga = 0.0;
+  gb = 0.0;
+#define ARLIF_BWD(R, TH, GA, GB) backward_impl<R, TH, GA, GB>(x, flags, grad_s, grad_x, T, N, p, ga, gb)
+  if (reset == HARD) ARLIF_BWD(HARD, false, false, false);
+  else if (reset == SOFT) ARLIF_BWD(SOFT, false, false, false);
+  else if (p.beta != 0.f) {
+    if (grad_alpha && grad_beta) ARLIF_BWD(ADAPTIVE, true, true, true);
+    else if (grad_alpha) ARLIF_BWD(ADAPTIVE, true, true, false);
+    else if (grad_beta) ARLIF_BWD(ADAPTIVE, true, false, true);
+    else ARLIF_BWD(ADAPTIVE, true, false, false);
+  } else {
+    if (grad_alpha && grad_beta) ARLIF_BWD(ADAPTIVE, false, true, true);
+    else if (grad_alpha) ARLIF_BWD(ADAPTIVE, false, true, false);
+    else if (grad_beta) ARLIF_BWD(ADAPTIVE, false, false, true);
+    else ARLIF_BWD(ADAPTIVE, false, false, false);
+  }
+#undef ARLIF_BWD
 }
 
 void check_input(const at::Tensor& x, const char* name, at::ScalarType dtype) {
@@ -433,18 +466,14 @@ std::tuple<at::Tensor, at::Tensor, int64_t> forward(const at::Tensor& x, int64_t
                                                      double decay, double v_threshold,
                                                      double width, double alpha, double beta) {
   check_input(x, "x", at::kFloat);
-  auto spikes = empty_output(x.sizes(), x.options());
-  auto flags = empty_output(x.sizes(), x.options().dtype(at::kByte));
-  const Params p = make_params(decay, v_threshold, width, alpha, beta);
-  int64_t reruns = 0;
-  if (reset == HARD) reruns = forward_impl<HARD, Tanh::NONE>(x, spikes, flags, p);
-  else if (reset == SOFT) reruns = forward_impl<SOFT, Tanh::NONE>(x, spikes, flags, p);
-  else if (p.beta != 0.f) reruns = forward_impl<ADAPTIVE, Tanh::FAST>(x, spikes, flags, p);
-  else reruns = forward_impl<ADAPTIVE, Tanh::NONE>(x, spikes, flags, p);
+  auto spikes = empty_output(x.sizes(), x.strides(), x.options());
+  auto flags = empty_output(x.sizes(), x.strides(), x.options().dtype(at::kByte));
+  const int64_t reruns = forward_rows(x.data_ptr<float>(), spikes.data_ptr<float>(), flags.data_ptr<uint8_t>(),
+                                      x.size(0), x.size(1), reset, make_params(decay, v_threshold, width, alpha, beta));
   return {spikes, flags, reruns};
 }
 
-// Returns (grad_x [T, N], dL/dα, dL/dβ), the scalars as fp64 0-d tensors (zero when not
+// Returns (grad_x [T, N], dL/dα, dL/dβ), the scalars as fp32 0-d tensors (zero when not
 // requested).  x is not needed (None) for the soft reset.
 std::vector<at::Tensor> backward(const std::optional<at::Tensor>& x, const at::Tensor& flags,
                                  const at::Tensor& grad_s, int64_t reset, double decay,
@@ -460,114 +489,127 @@ std::vector<at::Tensor> backward(const std::optional<at::Tensor>& x, const at::T
     TORCH_CHECK(x->sizes() == flags.sizes(), "x and flags must have the same shape");
     xp = x->data_ptr<float>();
   }
-  auto grad_x = empty_output(grad_s.sizes(), grad_s.options());
-  const Params p = make_params(decay, v_threshold, width, alpha, beta);
-  double ga = 0.0, gb = 0.0;
-#define ARLIF_BWD(R, TH, GA, GB) backward_impl<R, TH, GA, GB>(xp, flags, grad_s, grad_x, p, ga, gb)
-  if (reset == HARD) ARLIF_BWD(HARD, false, false, false);
-  else if (reset == SOFT) ARLIF_BWD(SOFT, false, false, false);
-  else if (p.beta != 0.f) {
-    if (grad_alpha && grad_beta) ARLIF_BWD(ADAPTIVE, true, true, true);
-    else if (grad_alpha) ARLIF_BWD(ADAPTIVE, true, true, false);
-    else if (grad_beta) ARLIF_BWD(ADAPTIVE, true, false, true);
-    else ARLIF_BWD(ADAPTIVE, true, false, false);
-  } else {
-    if (grad_alpha && grad_beta) ARLIF_BWD(ADAPTIVE, false, true, true);
-    else if (grad_alpha) ARLIF_BWD(ADAPTIVE, false, true, false);
-    else if (grad_beta) ARLIF_BWD(ADAPTIVE, false, false, true);
-    else ARLIF_BWD(ADAPTIVE, false, false, false);
-  }
-#undef ARLIF_BWD
+  auto grad_x = empty_output(grad_s.sizes(), grad_s.strides(), grad_s.options());
+  double ga, gb;
+  backward_rows(xp, flags.data_ptr<uint8_t>(), grad_s.data_ptr<float>(), grad_x.data_ptr<float>(), flags.size(0),
+                flags.size(1), reset, make_params(decay, v_threshold, width, alpha, beta), grad_alpha, grad_beta, ga,
+                gb);
   auto opts = grad_s.options().dtype(at::kFloat);
   return {grad_x, at::scalar_tensor(static_cast<float>(ga), opts), at::scalar_tensor(static_cast<float>(gb), opts)};
 }
 
 namespace {
 
-// x [T, ...] as rows [T, N]: a view when x is dense with its steps outermost (contiguous,
-// channels_last per step, ...: neurons are elementwise, so their order in a row is free),
-// else a contiguous copy.
+// Whether x is dense with its steps outermost (contiguous, channels_last per step, ...): its
+// memory is then rows [T, N] as it lies, since neurons are elementwise and their order in a row
+// is free.  Other layouts are copied to contiguous ones.
 bool steps_outermost(const at::Tensor& x) {
   return x.is_non_overlapping_and_dense() && (x.size(0) <= 1 || x.stride(0) * x.size(0) == x.numel());
 }
 
-at::Tensor rows_of(const at::Tensor& x, bool outer) {
-  const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
-  return outer ? x.as_strided({T, N}, {N, 1}) : x.contiguous().view({T, N});
+// x in fp32 in the layout the kernels read it in: x's own when its steps are outermost (`to` keeps a
+// dense tensor's strides), else a contiguous copy.
+at::Tensor float_rows(const at::Tensor& x) {
+  if (steps_outermost(x)) return x.to(at::kFloat);
+  return at::empty(x.sizes(), x.options().dtype(at::kFloat)).copy_(x);
 }
 
-// Rows [T, N] back in x's shape, and in x's strides where rows_of viewed x.
-at::Tensor unrows(const at::Tensor& rows, at::IntArrayRef sizes, at::IntArrayRef strides, bool outer) {
-  return outer ? rows.as_strided(sizes, strides) : rows.view(sizes);
-}
+// The eager call's autograd node: its backward runs the kernels above on what the forward kept.
+// A plain autograd Node, as PyTorch's own operators have, rather than a custom Function: the
+// same graph, saved-tensor checks and hooks, with less fixed cost per call (docs/benchmarks.md).
+struct NeuronBackward : public torch::autograd::Node {
+  torch::autograd::SavedVariable x, flags;  // x: the call's input (undefined for the soft reset)
+  int64_t reset = 0;
+  Params params{};
+  bool squash = false;
+  std::vector<int64_t> sizes, strides;  // the layout the kernels read x in (and grad_x takes)
 
-// The eager call: one autograd node whose forward and backward run the kernels above, with
-// β = tanh(b) and its derivative computed here when `squash` (b is then AR-LIF's beta_raw).
-// x may have any float dtype (math in fp32); spikes and grad_x keep x's dtype and layout.
-class NeuronFunction : public torch::autograd::Function<NeuronFunction> {
- public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& alpha, const at::Tensor& b, int64_t reset, double decay,
-                            double v_threshold, double width, bool squash) {
-    const bool outer = steps_outermost(x);
-    const at::Tensor rows = rows_of(x, outer);
-    double a = 1.0, beta = 0.0;
-    if (reset == ADAPTIVE) {
-      a = alpha.item<double>();
-      beta = (squash ? at::tanh(b.to(at::kFloat)) : b).item<double>();
-    }
-    auto out = ::forward(rows.to(at::kFloat).contiguous(), reset, decay, v_threshold, width, a, beta);
-    ctx->save_for_backward({reset == SOFT ? at::Tensor() : rows, std::get<1>(out)});
-    ctx->saved_data["reset"] = reset;
-    ctx->saved_data["consts"] = std::vector<double>{decay, v_threshold, width, a, beta};
-    ctx->saved_data["squash"] = squash;
-    ctx->saved_data["outer"] = outer;
-    ctx->saved_data["sizes"] = x.sizes().vec();
-    ctx->saved_data["strides"] = x.strides().vec();
-    return unrows(std::get<0>(out).to(x.scalar_type()), x.sizes(), x.strides(), outer);
+  std::string name() const override { return "ARLIFNeuronBackward"; }
+
+  void release_variables() override {
+    x.reset_data();
+    flags.reset_data();
   }
 
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const int64_t reset = ctx->saved_data["reset"].toInt();
-    const auto c = ctx->saved_data["consts"].toDoubleVector();
-    const bool outer = ctx->saved_data["outer"].toBool();
-    const auto sizes = ctx->saved_data["sizes"].toIntVector();
-    const auto strides = ctx->saved_data["strides"].toIntVector();
-    at::Tensor grad = grads[0];
-    if (outer && grad.strides() != at::IntArrayRef(strides)) {  // the gradient's rows in x's order
-      grad = at::empty_strided(sizes, strides, grad.options()).copy_(grad);
-    }
-    const bool want_alpha = ctx->needs_input_grad(1), want_beta = ctx->needs_input_grad(2);
-    std::optional<at::Tensor> x;
-    if (reset != SOFT) x = saved[0].to(at::kFloat).contiguous();
-    auto res = ::backward(x, saved[1], rows_of(grad, outer).to(at::kFloat).contiguous(), reset, c[0], c[1],
-                          c[2], c[3], c[4], want_alpha, want_beta);
-    at::Tensor g_beta;
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    const at::Tensor& grad = grads[0];
+    if (!grad.defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
+    const at::Tensor flag_rows = flags.unpack();
+    at::Tensor rows;
+    if (reset != SOFT) rows = float_rows(x.unpack());
+    // The gradient in fp32 and in the layout the forward read x in (one copy when it differs).
+    const at::Tensor grad_s = grad.strides() == at::IntArrayRef(strides)
+                                  ? grad.to(at::kFloat)
+                                  : at::empty_strided(sizes, strides, grad.options().dtype(at::kFloat)).copy_(grad);
+    const int64_t T = sizes[0], N = T ? grad_s.numel() / T : 0;
+    at::Tensor grad_x = empty_output(sizes, strides, grad_s.options());
+    const bool want_alpha = should_compute_output(1), want_beta = should_compute_output(2);
+    double ga, gb;
+    backward_rows(rows.defined() ? rows.data_ptr<float>() : nullptr, flag_rows.data_ptr<uint8_t>(),
+                  grad_s.data_ptr<float>(), grad_x.data_ptr<float>(), T, N, reset, params, want_alpha, want_beta,
+                  ga, gb);
+    const auto scalar = grad.options().dtype(at::kFloat);
+    at::Tensor g_alpha, g_beta;
+    if (want_alpha) g_alpha = at::scalar_tensor(static_cast<float>(ga), scalar);
     if (want_beta) {
-      g_beta = res[2];
-      if (ctx->saved_data["squash"].toBool()) {  // tanh's derivative, as autograd's tanh backward
-        const float beta = static_cast<float>(c[4]);
-        g_beta = at::scalar_tensor(g_beta.item<float>() * (1.f - beta * beta), g_beta.options());
-      }
+      const float beta = params.beta;
+      // With `squash`, dL/db: tanh's derivative as autograd's tanh backward forms it.
+      g_beta = at::scalar_tensor(squash ? static_cast<float>(gb) * (1.f - beta * beta) : static_cast<float>(gb),
+                                 scalar);
     }
-    return {unrows(res[0].to(grad.scalar_type()), sizes, strides, outer), want_alpha ? res[1] : at::Tensor(),
-            g_beta, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {should_compute_output(0) ? grad_x.to(grad.scalar_type()) : at::Tensor(), g_alpha, g_beta};
   }
 };
 
 }  // namespace
 
+// The eager call: spikes for x [T, ...] (any float dtype, math in fp32) with one autograd node whose
+// backward runs the kernels, β = tanh(b) and its derivative computed here when `squash` (b is then
+// AR-LIF's beta_raw).  Spikes and grad_x keep x's dtype and, when its steps are outermost, its layout;
+// the kernels read and write the tensors' memory directly (no view, and no copy where x and the
+// gradient are fp32 in that layout).
 at::Tensor eager(const at::Tensor& x, const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& b,
                  int64_t reset, double decay, double v_threshold, double width, bool squash) {
-  // A profiler range, when one records, with the sequence number the autograd node gets: the profiler
-  // pairs the node's backward with this forward by it (arlif.runner.profiling.attribute_time).
+  TORCH_CHECK(x.dim() >= 1 && x.device().is_cpu(), "x must be a CPU tensor [T, ...]");
+  TORCH_CHECK(reset != ADAPTIVE || (alpha.has_value() && b.has_value()), "the adaptive reset needs alpha and beta");
+  TORCH_CHECK(!torch::autograd::isFwGradDefined(x) && !torch::autograd::isFwGradDefined(alpha) &&
+                  !torch::autograd::isFwGradDefined(b),
+              "the fused neuron has no forward-mode derivative; use backend='reference'");
+  // A profiler range, when one records, with the sequence number the node gets: the profiler pairs
+  // the node's backward with this forward by it (arlif.runner.profiling.attribute_time).
   RECORD_FUNCTION("arlif::neuron_eager", std::vector<c10::IValue>(), at::sequence_number::peek());
-  // Autograd wants defined tensors: LIF's unused scalars are zeros that need no gradient.
-  const auto none = [&] { return at::zeros({}, x.options().dtype(at::kFloat)); };
-  return NeuronFunction::apply(x, alpha.has_value() ? *alpha : none(), b.has_value() ? *b : none(), reset,
-                               decay, v_threshold, width, squash);
+  c10::intrusive_ptr<NeuronBackward> node;
+  if (torch::autograd::compute_requires_grad(x, alpha, b)) {
+    node = c10::make_intrusive<NeuronBackward>();  // takes the sequence number peeked above
+    node->set_next_edges(torch::autograd::collect_next_edges(x, alpha, b));
+  }
+  at::Tensor spikes;
+  {
+    at::AutoGradMode no_grad(false);
+    const at::Tensor rows = float_rows(x);
+    const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
+    double a = 1.0, beta = 0.0;
+    if (reset == ADAPTIVE) {
+      a = alpha->item<double>();
+      beta = (squash ? at::tanh(b->to(at::kFloat)) : *b).item<double>();
+    }
+    const Params params = make_params(decay, v_threshold, width, a, beta);
+    spikes = empty_output(rows.sizes(), rows.strides(), rows.options());
+    at::Tensor flags = empty_output({T, N}, {N, 1}, rows.options().dtype(at::kByte));
+    forward_rows(rows.data_ptr<float>(), spikes.data_ptr<float>(), flags.data_ptr<uint8_t>(), T, N, reset, params);
+    spikes = spikes.to(x.scalar_type());  // keeps the layout
+    if (node) {
+      if (reset != SOFT) node->x = torch::autograd::SavedVariable(x, false);
+      node->flags = torch::autograd::SavedVariable(flags, false);
+      node->reset = reset;
+      node->params = params;
+      node->squash = squash;
+      node->sizes = rows.sizes().vec();
+      node->strides = rows.strides().vec();
+    }
+  }
+  if (node) torch::autograd::set_history(spikes, node);
+  return spikes;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -75,7 +75,7 @@ def gradients_wanted(alpha: Optional[Tensor], beta: Optional[Tensor]) -> tuple[b
     """Which of α and β a call's backward will need: part of its case.  Without autograd no
     backward runs, so the call shares the verdict of the case with both."""
     if torch.is_grad_enabled():
-        return tuple(p is not None and p.requires_grad for p in (alpha, beta))
+        return (alpha is not None and alpha.requires_grad, beta is not None and beta.requires_grad)
     return alpha is not None, beta is not None
 
 
