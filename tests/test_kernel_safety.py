@@ -140,6 +140,27 @@ def test_the_cpu_engines_eager_call_passes_the_self_check(monkeypatch, name):
     assert squash == adaptive and (beta is None if not adaptive else beta == pytest.approx(selfcheck.CHECK_BETA_RAW))
 
 
+def test_a_first_call_inside_activation_checkpointing_passes_the_check(fresh_verdicts):
+    """The self-check runs in a thread of its own: a neuron's first call made inside
+    `torch.utils.checkpoint` (whose saved-tensor hooks stop its recomputation early with an error of their
+    own) checks the kernels, not the caller's context, and the checkpointed call has the reference's
+    gradients."""
+    from torch.utils.checkpoint import checkpoint
+
+    x = (torch.randn(4, 2, 8, generator=torch.Generator().manual_seed(3)) * 0.9 + 0.6).requires_grad_()
+    grads = []
+    for backend in ("cpu", "reference"):
+        neuron = build_neuron("arlif", backend=backend)
+        with torch.no_grad():
+            neuron.alpha.fill_(1.3), neuron.beta_raw.fill_(0.2)
+        spikes = checkpoint(lambda t: neuron(t * 2), x, use_reentrant=False)
+        spikes.backward(torch.linspace(-1, 1, spikes.numel()).view_as(spikes))
+        grads.append((x.grad.clone(), neuron.alpha.grad, neuron.beta_raw.grad))
+        x.grad = None
+    for got, ref in zip(*grads):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
 def test_explicit_backend_error_ends_train_py_with_one_line(tmp_path):
     """A real training run whose fused CPU engine flips a spike: `neuron.backend=cpu` exits 2."""
     code = ("import runpy, sys; sys.path.insert(0, 'tests'); import kernel_faults; kernel_faults.install('spike')\n"

@@ -15,7 +15,8 @@ the verdict of the case with both) and the engine's `variant()` where it has one
 engine's opt-in register-replay backward); it has one verdict for both ways.  An engine's
 `check_steps()` gives the T of the check inputs where it has one (the Triton engine with the
 register replay on: 4, and 9 for its scratch backward).  The verdict is cached, so later calls
-cost one dict lookup.
+cost one dict lookup.  The check runs in a thread of its own (`isolated`), so the caller's grad
+mode, autocast, dispatch modes and saved-tensor hooks (activation checkpointing) do not reach it.
 
 A mismatch, a compile error or a launch error makes the case fail.  With
 `backend="auto"` the failure is reported once as a RuntimeWarning and the process uses
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 import torch
@@ -95,7 +97,7 @@ def judge(case: tuple, describe: Callable[[], str], check: Callable[[], Optional
     `case` comes up and cache its verdict; on a failure warn once and return False (the caller
     runs `fallback`), or raise KernelCheckError when the backend was chosen explicitly."""
     if case not in _verdicts:
-        _verdicts[case] = check()
+        _verdicts[case] = isolated(check)
         problem = _verdicts[case]
         if problem is not None and not explicit:
             warnings.warn(f"arlif: {describe()} {problem}; this process uses {fallback} for it instead "
@@ -105,6 +107,22 @@ def judge(case: tuple, describe: Callable[[], str], check: Callable[[], Optional
         raise KernelCheckError(f"{describe()} {problem}; set neuron.backend=auto (it falls back to "
                                "a slower path) or neuron.backend=reference")
     return problem is None
+
+
+def isolated(check: Callable[[], Optional[str]]) -> Optional[str]:
+    """`check()` run in a thread of its own, on the caller's current CUDA device: a new thread starts from
+    PyTorch's defaults (grad mode on, no inference mode, autocast off, no saved-tensor hooks such as those of
+    activation checkpointing or `save_on_cpu`, no Python dispatch modes), so a first call made inside any of
+    them checks the kernels and not the caller's context."""
+    cuda_device = torch.cuda.current_device() if torch.cuda.is_initialized() else None
+
+    def run():
+        if cuda_device is not None:
+            torch.cuda.set_device(cuda_device)
+        return check()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="arlif-self-check") as pool:
+        return pool.submit(run).result()
 
 
 def _describe(case: tuple) -> str:
