@@ -161,6 +161,17 @@ def test_a_first_call_inside_activation_checkpointing_passes_the_check(fresh_ver
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad"])
+def test_a_first_call_without_grad_mode_passes_the_check(fresh_verdicts, mode):
+    """The check's own thread starts from PyTorch's defaults (grad mode on, no inference mode), so a
+    neuron's first call under `torch.inference_mode` or `torch.no_grad` checks the kernels and runs them."""
+    enter = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad}[mode]
+    x = torch.randn(4, 2, 8, generator=torch.Generator().manual_seed(4)) * 0.9 + 0.6
+    fused, reference = build_neuron("arlif", backend="cpu"), build_neuron("arlif", backend="reference")
+    with enter():
+        assert torch.equal(fused(x), reference(x))
+
+
 def test_explicit_backend_error_ends_train_py_with_one_line(tmp_path):
     """A real training run whose fused CPU engine flips a spike: `neuron.backend=cpu` exits 2."""
     code = ("import runpy, sys; sys.path.insert(0, 'tests'); import kernel_faults; kernel_faults.install('spike')\n"

@@ -152,24 +152,24 @@ def _check_input(engine, device: torch.device, spec: NeuronSpec, dtype: torch.dt
     x = (torch.randn(shape, generator=gen) * 0.9 + 0.6).to(device, dtype)
     grad = torch.randn(shape, generator=gen).to(device, dtype)
     adaptive = spec.reset == "adaptive"
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
-        def leaves():  # x, α and the raw b (β = tanh(b)); the gradients are taken for these
-            if not adaptive:
-                return x.clone().requires_grad_(), None, None
-            alpha = torch.tensor(CHECK_ALPHA, device=device, requires_grad=grads[0])
-            beta_raw = torch.tensor(CHECK_BETA_RAW, device=device, requires_grad=grads[1])
-            return x.clone().requires_grad_(), alpha, beta_raw
 
-        ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, _squash(b))[0], leaves(),
-                                grad)
-        for prefix, run in _ways(engine, spec):
-            try:
-                got = _spikes_and_grads(run, leaves(), grad)
-            except Exception as exc:  # a compile or launch error is a failed check, not a crash here
-                return prefix + failure(exc)
-            problem = difference(got, ref, dtype, ("x", "α", "β"))
-            if problem is not None:
-                return prefix + problem
+    def leaves():  # x, α and the raw b (β = tanh(b)); the gradients are taken for these
+        if not adaptive:
+            return x.clone().requires_grad_(), None, None
+        alpha = torch.tensor(CHECK_ALPHA, device=device, requires_grad=grads[0])
+        beta_raw = torch.tensor(CHECK_BETA_RAW, device=device, requires_grad=grads[1])
+        return x.clone().requires_grad_(), alpha, beta_raw
+
+    ref = _spikes_and_grads(lambda xs, a, b: reference_multistep(xs.float(), spec, a, _squash(b))[0], leaves(),
+                            grad)
+    for prefix, run in _ways(engine, spec):
+        try:
+            got = _spikes_and_grads(run, leaves(), grad)
+        except Exception as exc:  # a compile or launch error is a failed check, not a crash here
+            return prefix + failure(exc)
+        problem = difference(got, ref, dtype, ("x", "α", "β"))
+        if problem is not None:
+            return prefix + problem
     return None
 
 
