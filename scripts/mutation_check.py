@@ -655,8 +655,8 @@ MUTANTS = (
            "        if case not in self._engines:\n", "        if True:\n",
            ("tests/test_kernels.py::test_engine_chosen_once_per_case",)),
     Mutant("firing-sums-not-buffers", "arlif/instruments/firing_rates.py",
-           "module.register_buffer(name, torch.zeros((), dtype=dtype, device=device), persistent=False)",
-           "setattr(module, name, torch.zeros((), dtype=dtype, device=device))",
+           "module.register_buffer(name, torch.zeros(1, dtype=dtype, device=device), persistent=False)",
+           "setattr(module, name, torch.zeros(1, dtype=dtype, device=device))",
            ("tests/test_monitor.py::test_sums_are_buffers_outside_the_state_dict",)),
     Mutant("channels-last-option-ignored", "arlif/runner/build.py",
            'return torch.channels_last if cfg.trainer.get("channels_last", False) else torch.preserve_format',
@@ -696,6 +696,21 @@ MUTANTS = (
     Mutant("self-check-skips-scratch-backward-when-registers-on", "arlif/kernels/triton_neuron.py",
            "return (4, REGISTER_MAX_T + 1) if REGISTER_REPLAY else (4,)", "return (4,)",
            (KERNELS + "::test_self_check_covers_the_backward_in_use",)),
+    # Found by running the GPU check's tests with the GPU machines' torch 2.11 on CPU (issue 27).
+    Mutant("engine-choice-handed-the-spec-dataclass", "arlif/kernels/__init__.py",
+           "choose_engine(backend, x.device, x.dtype, spec.constants,", "choose_engine(backend, x.device, x.dtype, spec,",
+           ("tests/test_compile.py::test_the_engine_choice_is_handed_plain_constants_while_tracing",)),
+    Mutant("firing-sums-zero-dimensional", "arlif/instruments/firing_rates.py",
+           "torch.zeros(1, dtype=dtype, device=device), persistent=False)",
+           "torch.zeros((), dtype=dtype, device=device), persistent=False)",
+           ("tests/test_monitor.py::test_sums_have_one_element_in_one_dim",)),
+    Mutant("self-check-thread-installs-the-cuda-guard", "arlif/kernels/selfcheck.py",
+           "    if not torch.cuda.is_available():\n        torch._C._ensureCUDADeviceGuardSet()\n", "",
+           ("tests/test_kernel_safety.py::test_the_callers_thread_installs_the_no_op_cuda_guard_before_the_checks_thread",)),
+    Mutant("spec-constants-out-of-order", "arlif/spikes/dynamics.py",
+           "(self.reset, self.decay, self.v_threshold, self.surrogate_width,",
+           "(self.reset, self.v_threshold, self.decay, self.surrogate_width,",
+           ("tests/test_compile.py::test_a_spec_is_rebuilt_from_its_constants",)),
 )
 
 

@@ -169,6 +169,35 @@ def test_a_healthy_engine_is_checked_once_at_trace_time_and_runs_in_the_graph():
     assert torch.equal(spikes, build_neuron("arlif", backend="reference")(x))
 
 
+def test_the_engine_choice_is_handed_plain_constants_while_tracing(monkeypatch):
+    """Dynamo calls `choose_engine` eagerly while it traces and must turn every argument into a Python
+    constant; torch 2.11's Dynamo (the GPU machines' torch) cannot do that for a frozen dataclass such as
+    NeuronSpec, so every torch.compile of a fused neuron failed there.  Only plain values may reach it."""
+    seen = []
+    choose = arlif.kernels.choose_engine
+
+    @constant_to_dynamo
+    def spy(*args):
+        seen.append(args)
+        return choose(*args)
+
+    monkeypatch.setattr(arlif.kernels, "choose_engine", spy)
+    x = torch.randn(4, 3, 50) + 0.5
+    assert torch.equal(traced("cpu", x), build_neuron("arlif", backend="reference")(x))
+    plain = (type(None), bool, int, float, str, torch.device, torch.dtype)
+
+    def is_plain(value):
+        return isinstance(value, plain) or (type(value) is tuple and all(map(is_plain, value)))
+    assert seen and all(is_plain(arg) for args in seen for arg in args), seen
+
+
+def test_a_spec_is_rebuilt_from_its_constants():
+    from arlif.spikes.dynamics import NeuronSpec
+
+    for spec in (NeuronSpec(), NeuronSpec("soft", 0.25, 1.5, 0.75, "sigmoid", 4.0, False)):
+        assert NeuronSpec(*spec.constants) == spec
+
+
 def test_constant_to_dynamo_marks_a_function_as_torchs_decorator_does():
     """The dispatch functions are marked constant without importing Dynamo; the mark must stay torch's own."""
     def theirs():

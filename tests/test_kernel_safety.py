@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -170,6 +171,22 @@ def test_a_first_call_without_grad_mode_passes_the_check(fresh_verdicts, mode):
     fused, reference = build_neuron("arlif", backend="cpu"), build_neuron("arlif", backend="reference")
     with enter():
         assert torch.equal(fused(x), reference(x))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the guard is installed only where no CUDA device is")
+def test_the_callers_thread_installs_the_no_op_cuda_guard_before_the_checks_thread(monkeypatch):
+    """torch 2.11 kept the no-op CUDA device guard of a machine without a GPU in the storage of the thread that
+    first installed it: the check's thread would leave it dangling, and the caller's next torch.compile crashed
+    (SIGSEGV; reproduced with torch 2.11 on this machine).  The caller's thread must install it first."""
+    threads = []
+    install = torch._C._ensureCUDADeviceGuardSet
+
+    def recorded():
+        threads.append(threading.get_ident())
+        install()
+    monkeypatch.setattr(torch._C, "_ensureCUDADeviceGuardSet", recorded)
+    selfcheck.isolated(lambda: torch._C._ensureCUDADeviceGuardSet())  # as a compiled check's trace does
+    assert len(threads) == 2 and threads[0] == threading.get_ident() != threads[1]
 
 
 def test_explicit_backend_error_ends_train_py_with_one_line(tmp_path):

@@ -317,7 +317,7 @@ def test_fake_strides_agree_with_the_real_operators():
 
     from arlif.kernels.function import neuron_backward, neuron_forward
 
-    kernels.choose_engine("cpu", torch.device("cpu"), torch.float32, make("arlif", "cpu", "cpu").spec, (True, True))
+    kernels.choose_engine("cpu", torch.device("cpu"), torch.float32, make("arlif", "cpu", "cpu").spec.constants, (True, True))
     x = torch.randn(4, 10)
     grad = torch.randn(10, 4).t()  # non-contiguous gradient rows
     alpha, beta = torch.tensor(1.0), torch.tensor(0.2)

@@ -97,6 +97,15 @@ def test_sums_are_buffers_outside_the_state_dict():
     assert float(buffers["a.firing_spike_sum"]) == 0
 
 
+def test_sums_have_one_element_in_one_dim():
+    """Not 0-d: torch 2.11's Dynamo (the GPU machines' torch) drops an in-place add to a 0-d fp64 CPU buffer
+    from the graph it traces, so a compiled evaluation there reported every layer's firing rate as 0."""
+    model = TwoLayers()
+    FiringRateMonitor(model)
+    sums = {name: b for name, b in model.named_buffers() if name.split(".")[-1].startswith("firing_")}
+    assert len(sums) == 4 and all(b.shape == (1,) for b in sums.values()), {n: b.shape for n, b in sums.items()}
+
+
 def _evaluate_rank(rank, init_file, results):
     """One of two Gloo processes: evaluate this rank's share of STATIC (3 and 2 samples) and report."""
     torch.set_num_threads(1)  # first, as in a forked DataLoader worker

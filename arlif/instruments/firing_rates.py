@@ -23,10 +23,12 @@ class FiringRateMonitor:
 
     A caller that evaluates often can instead `attach()` it once and set `recording` around
     each evaluation: hooks that stay registered do not make a compiled model (trainer.compile)
-    retrace, as hooks registered anew for each evaluation would.  The sums are 0-d tensors on
-    the model's device, added to in place: no host sync per layer, and nothing a compiled graph
+    retrace, as hooks registered anew for each evaluation would.  The sums are one-element tensors
+    on the model's device, added to in place: no host sync per layer, and nothing a compiled graph
     would have to specialise on.  They are buffers of the neuron layers (`SUMS`, not in the state
     dict), so a compiled graph updates them as module state, which CUDA graphs replay in place.
+    They have one dim, not none: torch 2.11's Dynamo (the GPU machines' torch) drops an in-place
+    add to a 0-d fp64 CPU buffer from the graph it traces.
     """
 
     def __init__(self, model: nn.Module):
@@ -43,7 +45,7 @@ class FiringRateMonitor:
             for name, dtype in SUMS:
                 buffer = getattr(module, name, None)
                 if buffer is None or buffer.device != device:
-                    module.register_buffer(name, torch.zeros((), dtype=dtype, device=device), persistent=False)
+                    module.register_buffer(name, torch.zeros(1, dtype=dtype, device=device), persistent=False)
                 else:
                     buffer.zero_()
 

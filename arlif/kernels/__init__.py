@@ -125,7 +125,7 @@ def fused_spikes(x: Tensor, spec: NeuronSpec, alpha: Optional[Tensor], beta: Opt
                           "set neuron.backend=auto or reference")
     if not fusable(spec) or x.numel() == 0:
         return None
-    engine = choose_engine(backend, x.device, x.dtype, spec, selfcheck.gradients_wanted(alpha, beta))
+    engine = choose_engine(backend, x.device, x.dtype, spec.constants, selfcheck.gradients_wanted(alpha, beta))
     return None if engine is None else fused_multistep(x, spec, alpha, beta, engine)
 
 
@@ -139,9 +139,11 @@ def _scalars(spec: NeuronSpec, alpha: Optional[Tensor], beta: Optional[Tensor]):
 
 
 @constant_to_dynamo
-def choose_engine(backend: str, device: torch.device, dtype: torch.dtype, spec: NeuronSpec,
+def choose_engine(backend: str, device: torch.device, dtype: torch.dtype, constants: tuple,
                   grads: tuple[bool, bool]) -> Optional[str]:
-    """The registered name of the fused engine that runs this case, or None for the reference loop.
+    """The registered name of the fused engine that runs this case, or None for the reference loop;
+    `constants` is the neuron's `NeuronSpec.constants` (plain values: torch 2.11's Dynamo cannot pass
+    this function a frozen dataclass).
 
     While `torch.compile` traces a caller, Dynamo calls this function eagerly and puts its
     answer into the graph as a constant: backend resolution, the first-use self-check (real
@@ -153,6 +155,7 @@ def choose_engine(backend: str, device: torch.device, dtype: torch.dtype, spec: 
     if chosen not in ("cpu", "triton") or dtype not in FUSED_DTYPES:
         return None
     engine = _cpu_engine() if chosen == "cpu" else _triton_engine()
+    spec = NeuronSpec(*constants)
     if not selfcheck.passes(chosen, engine, device, spec, dtype, grads, explicit=backend != "auto"):
         return None
     return register(engine)

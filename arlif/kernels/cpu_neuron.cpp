@@ -24,8 +24,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #ifdef __linux__
@@ -561,6 +563,17 @@ struct NeuronBackward : public torch::autograd::Node {
   }
 };
 
+// A new node, held as the installed torch holds autograd nodes: by c10::intrusive_ptr in recent
+// releases, by std::shared_ptr in older ones (torch 2.11's, as on the GPU machines).  Edge::function
+// names the holder, so one source builds against either.
+template <typename NodeT>
+auto make_node() {
+  if constexpr (std::is_same_v<decltype(torch::autograd::Edge::function), std::shared_ptr<torch::autograd::Node>>)
+    return std::make_shared<NodeT>();
+  else
+    return c10::make_intrusive<NodeT>();
+}
+
 }  // namespace
 
 // The eager call: spikes for x [T, ...] (any float dtype, math in fp32) with one autograd node whose
@@ -578,9 +591,9 @@ at::Tensor eager(const at::Tensor& x, const std::optional<at::Tensor>& alpha, co
   // A profiler range, when one records, with the sequence number the node gets: the profiler pairs
   // the node's backward with this forward by it (arlif.runner.profiling.attribute_time).
   RECORD_FUNCTION("arlif::neuron_eager", std::vector<c10::IValue>(), at::sequence_number::peek());
-  c10::intrusive_ptr<NeuronBackward> node;
+  decltype(make_node<NeuronBackward>()) node;
   if (torch::autograd::compute_requires_grad(x, alpha, b)) {
-    node = c10::make_intrusive<NeuronBackward>();  // takes the sequence number peeked above
+    node = make_node<NeuronBackward>();  // takes the sequence number peeked above
     node->set_next_edges(torch::autograd::collect_next_edges(x, alpha, b));
   }
   at::Tensor spikes;

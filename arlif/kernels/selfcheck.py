@@ -113,7 +113,15 @@ def isolated(check: Callable[[], Optional[str]]) -> Optional[str]:
     """`check()` run in a thread of its own, on the caller's current CUDA device: a new thread starts from
     PyTorch's defaults (grad mode on, no inference mode, autocast off, no saved-tensor hooks such as those of
     activation checkpointing or `save_on_cpu`, no Python dispatch modes), so a first call made inside any of
-    them checks the kernels and not the caller's context."""
+    them checks the kernels and not the caller's context.
+
+    Without a CUDA device, a fake-tensor trace (torch.compile) first installs a no-op CUDA device guard; in
+    torch 2.11 that guard lived in the installing thread's storage (pytorch/pytorch#178950; 2.14.1 is fixed),
+    so installed by the check's short-lived thread it dangled once the thread ended, and the caller's next
+    compile crashed the process (SIGSEGV).  So the caller's thread installs it first.
+    """
+    if not torch.cuda.is_available():
+        torch._C._ensureCUDADeviceGuardSet()
     cuda_device = torch.cuda.current_device() if torch.cuda.is_initialized() else None
 
     def run():

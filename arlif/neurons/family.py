@@ -54,7 +54,7 @@ class FamilyNeuron(SpikingNeuron):
         alpha, beta, squash = self.raw_scalars()
         case = (self.backend, x.device, x.dtype, kernels.selfcheck.gradients_wanted(alpha, beta))
         if case not in self._engines:
-            name = kernels.choose_engine(self.backend, x.device, x.dtype, self.spec, case[3])
+            name = kernels.choose_engine(self.backend, x.device, x.dtype, self.spec.constants, case[3])
             self._engines[case] = None if name is None else kernels.function.eager_call(kernels.function.ENGINES[name])
         call = self._engines[case]
         return None if call is None else call(x, alpha, beta, self.spec, squash)

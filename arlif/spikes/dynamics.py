@@ -40,7 +40,10 @@ class NeuronSpec:
     """Constants of one neuron layer; `reset="adaptive"` is AR-LIF.
 
     The last four fields choose the spike function (`arlif.spikes.surrogate.Surrogate`),
-    built once as `spec.spike`.
+    built once as `spec.spike`.  `spec.constants` holds the fields as a tuple of plain values
+    (`NeuronSpec(*spec.constants) == spec`): what a function that Dynamo calls eagerly while it
+    traces (`arlif.kernels.choose_engine`) can be given, since torch 2.11's Dynamo cannot pass it a
+    frozen dataclass.
     """
 
     reset: str = "adaptive"
@@ -51,6 +54,7 @@ class NeuronSpec:
     surrogate_slope: Optional[float] = None
     fire_at_threshold: bool = True
     spike: Surrogate = field(init=False, repr=False, compare=False)
+    constants: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.reset not in RESETS:
@@ -59,6 +63,8 @@ class NeuronSpec:
             raise ValueError(f"decay must lie in [0, 1], got {self.decay}")
         object.__setattr__(self, "spike", Surrogate(self.surrogate, self.surrogate_width, self.surrogate_slope,
                                                     self.fire_at_threshold))
+        object.__setattr__(self, "constants", (self.reset, self.decay, self.v_threshold, self.surrogate_width,
+                                               self.surrogate, self.surrogate_slope, self.fire_at_threshold))
 
 
 def reference_multistep(
