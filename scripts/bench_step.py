@@ -167,8 +167,14 @@ def main(argv=None) -> int:
     for s in setups:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
         s.run(args.warmup)
         s.peak = peak_memory(device)
+        # On stderr as it happens: a run stopped by a timeout (scripts/gpu_check.sh) still shows how far it got.
+        compiled = "" if s.compile_s is None else f", compiled in {s.compile_s:.1f} s"
+        warm = time.perf_counter() - started
+        print(f"ready: {s.variant.name}{compiled}, {args.warmup} warm-up steps in {warm:.1f} s", file=sys.stderr,
+              flush=True)
     for _ in range(args.repeats):  # round-robin: load from other processes hits every variant alike
         for s in setups:
             s.samples.append(s.run(args.steps))

@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check_out}"
 mkdir -p "$out"
 unset TRITON_INTERPRET  # the real kernels, not the interpreter
+export PYTHONUNBUFFERED=1  # a part stopped by its timeout keeps what it had printed
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/nvidia-smi.txt"

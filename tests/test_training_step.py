@@ -197,7 +197,9 @@ def test_bench_step_runs_today_and_the_new_step(capsys, monkeypatch):
     assert bench.main(["--experiment", "", "--model", "quickcnn", "--T", "2", "--batch", "4",
                        "--device", "cpu", "--fused-optimizer", "--baseline", "--steps", "1", "--repeats", "1",
                        "--warmup", "1", "--profile", "1", "--override", *overrides]) == 0
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
+    out = printed.out
+    assert printed.err.count("ready: ") == 2  # each variant's progress, before the table
     compose([f"experiment={bench.parse_args([]).experiment}"])  # the default preset exists (it composes)
     assert "| before issue 27: foreach optimizer, looped BN, custom-op neurons" in out
     assert "| chosen: fused optimizer, batched BN, lean neurons" in out
