@@ -21,8 +21,8 @@ done
 
 if [ ! -e "$venv/installed" ]; then  # made on first use; an install that broke off is redone
     "$python" -m venv "$venv" || exit 1
-    # requirements.txt without its torch, torchvision, numpy and the checkout (imported from here instead)
-    grep -vE '^(torch|torchvision|numpy)==|^-e ' requirements.txt > "$venv/requirements-rest.txt"
+    # requirements.txt without its torch, torchvision and numpy (with the checkout itself, `-e .`)
+    grep -vE '^(torch|torchvision|numpy)==' requirements.txt > "$venv/requirements-rest.txt"
     "$venv/bin/pip" install -q "torch==$torch_v" "torchvision==$vision_v" "triton==$triton_v" "numpy<2.4" \
         -r "$venv/requirements-rest.txt" || exit 1
     touch "$venv/installed"
