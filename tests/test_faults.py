@@ -234,6 +234,27 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
     exit_as_run_ended(summary, tmp_path, sweep_dir=tmp_path.parent)  # a sweep goes on to its next run
 
 
+def test_a_stop_signal_met_by_divergence_still_ends_the_sweep(tmp_path, monkeypatch, capsys):
+    """SIGTERM, then a nan loss before the check that would have stopped the run: the run is `diverged`,
+    its summary keeps the signal, and a sweep stops after it (it went on to its next trial before: seen
+    when the search kill soak's SIGTERM met the diverging trial)."""
+    nan_after_signal = lambda loss: send(signal.SIGTERM)(loss) * float("nan")  # noqa: E731
+    monkeypatch.setattr(training, "build_loss", hook_batch(BATCHES + 4, nan_after_signal))
+    summary = train(compose(FAULT), tmp_path)
+    assert summary["status"] == "diverged" and summary["stop_signal"] == "SIGTERM"
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["status"] == "diverged" and written["stop_signal"] == "SIGTERM"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        exit_as_run_ended(summary, tmp_path, sweep_dir=tmp_path.parent)
+    assert exit_info.value.code == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.startswith(f"stopped: received SIGTERM while {tmp_path} ran, which ended diverged; the sweep stops")
+    with pytest.raises(SystemExit) as exit_info:  # a single run ends as it ended
+        exit_as_run_ended(summary, tmp_path)
+    assert exit_info.value.code == EXIT_DIVERGED
+
+
 @pytest.fixture
 def finished(tmp_path):
     train(compose([*FAULT, "trainer.epochs=1"]), tmp_path)

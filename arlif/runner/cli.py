@@ -102,9 +102,16 @@ def _user_message(err: UserError) -> str:
 
 def exit_as_run_ended(summary: dict, run_dir: Path, sweep_dir: Optional[Path] = None) -> None:
     """Exit with the code of the run's `status` (rank 0 says why).  In a multirun (`sweep_dir`) a stop
-    ends the sweep after this run, with the command that continues it; a diverged run returns, so that
+    ends the sweep after this run, with the command that continues it, also when the run ended otherwise
+    at the check that saw the stop signal (its summary's `stop_signal`); a diverged run returns, so that
     the sweep goes on."""
     tell = os.environ.get("RANK", "0") == "0"
+    if sweep_dir is not None and summary.get("stop_signal") and summary["status"] != "interrupted":
+        if tell:
+            print(f"stopped: received {summary['stop_signal']} while {run_dir} ran, which ended {summary['status']}; "
+                  f"the sweep stops after it. Continue it with the same command plus trainer.resume=auto "
+                  f"hydra.sweep.dir={sweep_dir}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     if summary["status"] == "interrupted":
         if tell and sweep_dir is None:
             print(f"stopped: {summary['stop_reason']}; continue with trainer.resume=auto hydra.run.dir={run_dir}",

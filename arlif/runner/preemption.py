@@ -38,6 +38,10 @@ class StopSignals:
         self.received = signum
         self.on_stop(f"received {signal.Signals(signum).name}")
 
+    def received_name(self) -> Optional[str]:
+        """The received signal's name (SIGTERM, SIGINT, ...), or None."""
+        return None if self.received is None else signal.Signals(self.received).name
+
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is not threading.main_thread():  # Python allows handlers there only
             log.warning("not in the main thread: SIGTERM/SIGUSR1/SIGUSR2 and Ctrl-C will end the run without a "

@@ -290,6 +290,11 @@ def train(cfg: DictConfig, run_dir: Path, trial: Optional[TrialFactory] = None) 
             with StopSignals(run.trainer.request_stop) as signals, \
                     anomaly_detection(cfg.trainer.detect_anomaly):  # debug=anomaly
                 summary = run.fit()
+                if signals.received is not None and summary["status"] != "interrupted":
+                    # The run ended otherwise at the check that would have stopped it (it diverged, was pruned
+                    # or had finished): the summary says so, and a sweep still stops after it (exit_as_run_ended).
+                    summary = {**summary, "stop_signal": signals.received_name()}
+                    run.recorder.write_summary(summary)
             distributed.barrier()  # rank 0 has written everything before any process leaves
     signals.hand_over()
     return summary
