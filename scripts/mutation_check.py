@@ -718,8 +718,8 @@ MUTANTS = (
            "if False:",
            ("tests/test_faults.py::test_a_stop_signal_met_by_divergence_still_ends_the_sweep",)),
     Mutant("spec-constants-out-of-order", "arlif/spikes/dynamics.py",
-           "(self.reset, self.decay, self.v_threshold, self.surrogate_width,",
-           "(self.reset, self.v_threshold, self.decay, self.surrogate_width,",
+           "tuple(getattr(self, f.name) for f in fields(self) if f.init)",
+           "tuple(getattr(self, f.name) for f in fields(self) if f.init and f.name != 'decay')",
            ("tests/test_compile.py::test_a_spec_is_rebuilt_from_its_constants",)),
 )
 

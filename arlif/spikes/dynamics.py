@@ -22,7 +22,7 @@ has the other choices).  Nothing is detached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import torch
@@ -63,8 +63,7 @@ class NeuronSpec:
             raise ValueError(f"decay must lie in [0, 1], got {self.decay}")
         object.__setattr__(self, "spike", Surrogate(self.surrogate, self.surrogate_width, self.surrogate_slope,
                                                     self.fire_at_threshold))
-        object.__setattr__(self, "constants", (self.reset, self.decay, self.v_threshold, self.surrogate_width,
-                                               self.surrogate, self.surrogate_slope, self.fire_at_threshold))
+        object.__setattr__(self, "constants", tuple(getattr(self, f.name) for f in fields(self) if f.init))
 
 
 def reference_multistep(
